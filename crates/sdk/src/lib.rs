@@ -1,0 +1,39 @@
+//! The wire format of Coder's REST API: request and response types with Coder's JSON field
+//! names, ID newtypes, and (behind the `client` feature) a typed HTTP client.
+//!
+//! This crate depends on no workspace crate and is the only place API JSON shapes are defined;
+//! the server converts its database rows into these types by hand.
+#![deny(missing_docs)]
+
+mod buildinfo;
+#[cfg(feature = "client")]
+pub mod client;
+mod error;
+mod ids;
+mod organizations;
+mod secret;
+mod tokens;
+mod users;
+
+pub use buildinfo::BuildInfo;
+pub use error::{Response, ValidationError};
+pub use ids::{ApiKeyId, OrganizationId, UserId};
+pub use organizations::Organization;
+pub use secret::Secret;
+pub use tokens::{ApiKey, ApiKeyWithOwner, CreateTokenRequest, GenerateApiKeyResponse};
+pub use users::{
+    CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, GetUsersResponse,
+    LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Role, SlimRole,
+    UpdateRolesRequest, User, UserStatus,
+};
+
+/// Header carrying a session token or API token on every authenticated request.
+pub const SESSION_TOKEN_HEADER: &str = "Coder-Session-Token";
+/// Cookie carrying the session token for browsers.
+pub const SESSION_TOKEN_COOKIE: &str = "coder_session_token";
+/// Query parameter carrying the session token where headers cannot be set (WebSockets).
+pub const SESSION_TOKEN_QUERY: &str = "coder_session_token";
+/// Response header naming the server's version.
+pub const BUILD_VERSION_HEADER: &str = "X-Coder-Build-Version";
+/// Response header carrying the request's id, also quoted in internal-error messages.
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";

@@ -1,0 +1,74 @@
+//! PostgreSQL for the control plane: versioned migrations, every SQL query, and the built-in
+//! cluster that runs the system's own PostgreSQL binaries when no URL is given.
+//!
+//! This crate stands alone (no workspace dependencies) and is used only by `coderd`; no other
+//! crate holds SQL text. Rows ([`UserRow`], [`ApiKeyRow`], ...) are plain data and are never
+//! serialized: the server converts them to API types by hand. Main types: [`Store`] and
+//! [`builtin::BuiltinPostgres`].
+
+pub mod builtin;
+mod api_keys;
+mod error;
+mod organizations;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use api_keys::{ApiKeyRow, NewApiKey};
+pub use error::Error;
+pub use organizations::OrganizationRow;
+pub use users::{NewUser, UserFilter, UserRow};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle on the database: a connection pool. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects to the database at `url` (a `postgres://` URL; `?host=/dir` for a Unix socket).
+    ///
+    /// Fails within the pool's acquire timeout when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let options = PgConnectOptions::from_str(url).map_err(Error::InvalidUrl)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(Error::Connect)?;
+        Ok(Self { pool })
+    }
+
+    /// Brings the schema up to date. Safe to run from several servers at once: sqlx holds a
+    /// PostgreSQL advisory lock for the whole run, so the second server waits and then finds
+    /// nothing left to do.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        MIGRATOR.run(&self.pool).await.map_err(Error::Migrate)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection; later queries fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The deployment's id, created by the first migration.
+    pub async fn deployment_id(&self) -> Result<String, Error> {
+        let id: String =
+            sqlx::query_scalar("SELECT value FROM site_configs WHERE key = 'deployment_id'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(id)
+    }
+}
