@@ -24,7 +24,7 @@ pub use tokens::{ApiKey, ApiKeyWithOwner, CreateTokenRequest, GenerateApiKeyResp
 pub use users::{
     CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, GetUsersResponse,
     LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Role, SlimRole,
-    UpdateRolesRequest, User, UserStatus,
+    UnknownRole, UpdateRolesRequest, User, UserStatus,
 };
 
 /// Header carrying a session token or API token on every authenticated request.

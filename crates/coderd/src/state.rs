@@ -1,0 +1,38 @@
+//! `AppState`: what every handler can reach.
+
+use std::sync::Arc;
+
+use store::Store;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// Shared by all handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Store,
+    pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) login_limiter: Arc<RateLimiter>,
+    pub(crate) deployment_id: Arc<str>,
+}
+
+impl AppState {
+    /// State for a server on an already migrated database.
+    pub async fn new(config: Config, store: Store) -> Result<Self, store::Error> {
+        let deployment_id = store.deployment_id().await?;
+        Ok(Self {
+            login_limiter: Arc::new(RateLimiter::new(config.login_attempts_per_minute)),
+            config: Arc::new(config),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            deployment_id: deployment_id.into(),
+        })
+    }
+
+    /// The metrics registry, for the Prometheus listener.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+}
