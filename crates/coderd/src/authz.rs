@@ -41,6 +41,32 @@ pub(crate) enum Resource {
     Deployment,
 }
 
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Create => "create",
+            Action::Update => "change",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+impl Resource {
+    fn noun(self) -> &'static str {
+        match self {
+            Resource::Users => "users",
+            Resource::User(_) => "this user",
+            Resource::UserStatus(_) => "this user's status",
+            Resource::UserRoles(_) => "this user's roles",
+            Resource::ApiKeys { .. } => "these API tokens",
+            Resource::AllApiKeys => "every user's API tokens",
+            Resource::Organization(_) => "this organization",
+            Resource::Deployment => "the deployment's settings",
+        }
+    }
+}
+
 /// Who is acting: an authenticated user with its roles (member always included).
 #[derive(Clone, Debug)]
 pub(crate) struct Subject {
@@ -85,13 +111,20 @@ impl Subject {
 
     /// `Ok` when allowed; 404 when the subject may not read the resource at all, else 403.
     pub(crate) fn authorize(&self, action: Action, resource: Resource) -> Result<(), ApiError> {
+        let forbidden = || {
+            ApiError::forbidden().detail(format!(
+                "Your roles do not allow you to {} {}.",
+                action.verb(),
+                resource.noun()
+            ))
+        };
         if self.can(action, resource) {
             Ok(())
         } else if action != Action::Read && self.can(Action::Read, resource) {
-            Err(ApiError::forbidden())
+            Err(forbidden())
         } else if matches!(resource, Resource::Users | Resource::AllApiKeys | Resource::Deployment) {
             // Collections are known to exist; hiding them would only confuse.
-            Err(ApiError::forbidden())
+            Err(forbidden())
         } else {
             Err(ApiError::not_found())
         }

@@ -28,7 +28,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::Router;
-use store::builtin::{BuiltinError, BuiltinPostgres};
+use store::builtin::BuiltinError;
 use store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -40,6 +40,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::{Config, Database};
+/// The built-in cluster, for `coder server postgres-builtin-serve`.
+pub use store::builtin::BuiltinPostgres;
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -72,6 +74,13 @@ pub enum StartError {
     /// A listener's address could not be read.
     #[error("reading a listener's address")]
     ListenerAddress(#[source] std::io::Error),
+}
+
+impl StartError {
+    /// Whether the cause is PostgreSQL's binaries missing from the machine.
+    pub fn is_missing_postgres(&self) -> bool {
+        matches!(self, StartError::Builtin(BuiltinError::BinariesNotFound))
+    }
 }
 
 /// A running server. Dropping it aborts everything; [`Handle::shutdown`] stops in order.

@@ -276,7 +276,7 @@ mod tests {
         let cert_file = dir.path().join("cert.pem");
         let key_file = dir.path().join("key.pem");
         std::fs::write(&cert_file, cert.cert.pem()).unwrap();
-        std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
         let mut options = TlsOptions {
             cert_file: cert_file.clone(),
             key_file,

@@ -58,7 +58,8 @@ fn describe_api_error(status: u16, response: &Response) -> String {
         response.message.clone()
     };
     if !response.detail.is_empty() {
-        text.push_str(": ");
+        // "Message. Detail." reads better than "Message.: Detail.".
+        text.push_str(if text.ends_with('.') { " " } else { ": " });
         text.push_str(&response.detail);
     }
     for validation in &response.validations {
@@ -281,6 +282,16 @@ impl Client {
         self.json(
             Method::GET,
             &format!("/api/v2/users/{user}/keys/tokens"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Every user's tokens (`GET /api/v2/users/me/keys/tokens?include_all=true`, owners only).
+    pub async fn all_tokens(&self) -> Result<Vec<ApiKeyWithOwner>, ClientError> {
+        self.json(
+            Method::GET,
+            "/api/v2/users/me/keys/tokens?include_all=true",
             None::<&()>,
         )
         .await

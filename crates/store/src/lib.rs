@@ -63,6 +63,25 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Creates an empty database `name` on the server at `admin_url` and returns its URL
+    /// (test harnesses give each test its own database this way).
+    pub async fn create_database(admin_url: &str, name: &str) -> Result<String, Error> {
+        use sqlx::{ConnectOptions, Connection};
+        if !name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_') {
+            return Err(Error::Query(sqlx::Error::Protocol(format!("invalid database name {name:?}"))));
+        }
+        let options = PgConnectOptions::from_str(admin_url).map_err(Error::InvalidUrl)?;
+        let mut connection = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(Error::Connect)?;
+        // The name is checked above; identifiers cannot be bound as parameters.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await?;
+        let _ = connection.close().await;
+        Ok(options.database(name).to_url_lossy().to_string())
+    }
+
     /// The deployment's id, created by the first migration.
     pub async fn deployment_id(&self) -> Result<String, Error> {
         let id: String =

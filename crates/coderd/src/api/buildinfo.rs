@@ -14,7 +14,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn build_info(State(state): State<AppState>) -> Json<sdk::BuildInfo> {
-    let access_url = state.config.access_url.to_string();
+    let access_url = state.config.access_url.as_str().trim_end_matches('/').to_owned();
     Json(sdk::BuildInfo {
         external_url: access_url.clone(),
         version: crate::VERSION.to_owned(),

@@ -1,0 +1,194 @@
+//! The command tree, mirroring Coder's. `parse` also merges the server's YAML config file
+//! below flags and environment variables; `run` dispatches to one command.
+
+mod login;
+mod logout;
+pub(crate) mod server;
+mod tokens;
+mod unimplemented;
+mod users;
+mod whoami;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::session;
+
+/// Coder: self-hosted remote development workspaces.
+#[derive(Debug, Parser)]
+#[command(name = "coder", version = coderd::VERSION, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GlobalArgs {
+    /// URL of the deployment (default: the one saved by 'coder login').
+    #[arg(long, env = "CODER_URL", global = true)]
+    pub(crate) url: Option<String>,
+    /// Session token to authenticate with (default: the one saved by 'coder login').
+    #[arg(long, env = "CODER_SESSION_TOKEN", global = true, hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Directory holding the CLI's session and the server's built-in database
+    /// [default: ~/.config/coderv2].
+    #[arg(long = "global-config", env = "CODER_CONFIG_DIR", global = true, value_name = "DIR")]
+    pub(crate) global_config: Option<PathBuf>,
+    /// Log more (debug level).
+    #[arg(short, long, env = "CODER_VERBOSE", global = true)]
+    pub(crate) verbose: bool,
+}
+
+impl GlobalArgs {
+    pub(crate) fn config_dir(&self) -> PathBuf {
+        self.global_config
+            .clone()
+            .unwrap_or_else(session::default_config_dir)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start a Coder server.
+    Server(server::ServerArgs),
+    /// Authenticate with a Coder deployment.
+    Login(login::LoginArgs),
+    /// Unauthenticate your local session.
+    Logout(logout::LogoutArgs),
+    /// Show who you are logged in as.
+    Whoami,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Manage personal API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
+    /// Manage templates (not implemented yet).
+    Templates(unimplemented::Rest),
+    /// Create a workspace (not implemented yet).
+    Create(unimplemented::Rest),
+    /// List workspaces (not implemented yet).
+    #[command(alias = "ls")]
+    List(unimplemented::Rest),
+    /// Show a workspace (not implemented yet).
+    Show(unimplemented::Rest),
+    /// Start a workspace (not implemented yet).
+    Start(unimplemented::Rest),
+    /// Stop a workspace (not implemented yet).
+    Stop(unimplemented::Rest),
+    /// Restart a workspace (not implemented yet).
+    Restart(unimplemented::Rest),
+    /// Delete a workspace (not implemented yet).
+    #[command(alias = "rm")]
+    Delete(unimplemented::Rest),
+    /// Start a shell in a workspace (not implemented yet).
+    Ssh(unimplemented::Rest),
+    /// Forward ports from a workspace (not implemented yet).
+    PortForward(unimplemented::Rest),
+    /// Ping a workspace (not implemented yet).
+    Ping(unimplemented::Rest),
+    /// Measure throughput to a workspace (not implemented yet).
+    Speedtest(unimplemented::Rest),
+    /// Print network debug information (not implemented yet).
+    Netcheck(unimplemented::Rest),
+    /// Add workspaces to your SSH config (not implemented yet).
+    ConfigSsh(unimplemented::Rest),
+    /// Manage workspace proxies (not implemented yet).
+    #[command(name = "wsproxy", alias = "workspace-proxy")]
+    Wsproxy(unimplemented::Rest),
+    /// Start the workspace agent (not implemented yet).
+    Agent(unimplemented::Rest),
+    /// Run external provisioners (not implemented yet).
+    Provisioner(unimplemented::Rest),
+}
+
+/// Parses the command line (and, for `coder server --config FILE`, the YAML file).
+pub(crate) fn parse(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches_from(&args)?;
+    let matches = match server::config_file_defaults(&matches)? {
+        // YAML values become the defaults of the args neither a flag nor a variable set, so
+        // the precedence is flag > environment > YAML > built-in default.
+        Some(defaults) => {
+            let command = command.mut_subcommand("server", |server| {
+                defaults.into_iter().fold(server, |server, (id, values)| {
+                    server.mut_arg(id, |arg| arg.default_values(values))
+                })
+            });
+            command.try_get_matches_from(&args)?
+        }
+        None => matches,
+    };
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Command::Server(server) = &mut cli.command {
+        server::attach_effective_yaml(server, &matches);
+    }
+    Ok(cli)
+}
+
+/// Runs the parsed command.
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
+    let Cli { global, command } = cli;
+    if !matches!(command, Command::Server(_)) {
+        install_cli_logging(global.verbose);
+    }
+    match command {
+        Command::Server(args) => server::run(&global, args).await,
+        Command::Login(args) => login::run(&global, args).await,
+        Command::Logout(args) => logout::run(&global, args).await,
+        Command::Whoami => whoami::run(&global).await,
+        Command::Users { command } => users::run(&global, command).await,
+        Command::Tokens { command } => tokens::run(&global, command).await,
+        Command::Templates(_) => unimplemented::run("templates", 3),
+        Command::Create(_) => unimplemented::run("create", 3),
+        Command::List(_) => unimplemented::run("list", 3),
+        Command::Show(_) => unimplemented::run("show", 3),
+        Command::Start(_) => unimplemented::run("start", 3),
+        Command::Stop(_) => unimplemented::run("stop", 3),
+        Command::Restart(_) => unimplemented::run("restart", 3),
+        Command::Delete(_) => unimplemented::run("delete", 3),
+        Command::Provisioner(_) => unimplemented::run("provisioner", 3),
+        Command::Ssh(_) => unimplemented::run("ssh", 4),
+        Command::PortForward(_) => unimplemented::run("port-forward", 4),
+        Command::Ping(_) => unimplemented::run("ping", 4),
+        Command::Speedtest(_) => unimplemented::run("speedtest", 4),
+        Command::Netcheck(_) => unimplemented::run("netcheck", 4),
+        Command::ConfigSsh(_) => unimplemented::run("config-ssh", 4),
+        Command::Agent(_) => unimplemented::run("agent", 4),
+        Command::Wsproxy(_) => unimplemented::run("wsproxy", 6),
+    }
+}
+
+/// Client commands log warnings only (debug with `-v`), to stderr.
+fn install_cli_logging(verbose: bool) {
+    let filter = if verbose { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,440 @@
+//! `coder server`: validates the options, binds the listeners, starts the control plane and
+//! runs until SIGINT or SIGTERM. Also `coder server postgres-builtin-serve`.
+
+mod logging;
+mod options;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::builder::BoolishValueParser;
+use sdk::Secret;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use url::Url;
+
+pub(crate) use options::config_file_defaults;
+
+use crate::commands::GlobalArgs;
+use crate::output;
+
+/// The largest JSON request body the API accepts.
+const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+/// Password attempts allowed per client address per minute.
+const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct ServerArgs {
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
+
+    /// YAML file of server options (keys as --write-config prints them); flags and CODER_*
+    /// variables take precedence over it.
+    #[arg(long, env = "CODER_CONFIG_PATH", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration as YAML (secrets left out) and exit.
+    #[arg(long)]
+    write_config: bool,
+    /// The effective configuration, filled in by `parse` when --write-config is given.
+    #[arg(skip)]
+    pub(crate) effective_yaml: Option<String>,
+
+    /// The URL users, agents and workspace proxies reach this server at
+    /// [default: derived from the listener].
+    #[arg(long, env = "CODER_ACCESS_URL", value_parser = parse_http_url, help_heading = "Networking")]
+    access_url: Option<Url>,
+    /// Wildcard host for subdomain apps, e.g. '*.coder.example.com'.
+    #[arg(long, env = "CODER_WILDCARD_ACCESS_URL", value_parser = parse_wildcard, help_heading = "Networking")]
+    wildcard_access_url: Option<String>,
+    /// Mark the session cookie Secure (always so when the access URL is https).
+    #[arg(long, env = "CODER_SECURE_AUTH_COOKIE", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Networking")]
+    secure_auth_cookie: bool,
+    /// HTTP listen address; empty disables plain HTTP.
+    #[arg(long, env = "CODER_HTTP_ADDRESS", default_value = "127.0.0.1:3000",
+          value_parser = parse_listen_address, help_heading = "Networking / HTTP")]
+    http_address: String,
+    /// How long a login session lasts without use.
+    #[arg(long, env = "CODER_SESSION_DURATION", default_value = "24h",
+          value_parser = parse_duration, help_heading = "Networking / HTTP")]
+    session_duration: Duration,
+    /// The longest lifetime a user may give an API token.
+    #[arg(long, env = "CODER_MAX_TOKEN_LIFETIME", default_value = "876600h",
+          value_parser = parse_duration, help_heading = "Networking / HTTP")]
+    max_token_lifetime: Duration,
+    /// The lifetime of an API token created without one.
+    #[arg(long, env = "CODER_DEFAULT_TOKEN_LIFETIME", default_value = "168h",
+          value_parser = parse_duration, help_heading = "Networking / HTTP")]
+    default_token_lifetime: Duration,
+    /// Serve HTTPS on --tls-address.
+    #[arg(long, env = "CODER_TLS_ENABLE", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Networking / TLS")]
+    tls_enable: bool,
+    /// HTTPS listen address.
+    #[arg(long, env = "CODER_TLS_ADDRESS", default_value = "127.0.0.1:3443",
+          value_parser = parse_listen_address, help_heading = "Networking / TLS")]
+    tls_address: String,
+    /// PEM certificate (chain) for HTTPS.
+    #[arg(long, env = "CODER_TLS_CERT_FILE", value_delimiter = ',', value_name = "FILE",
+          help_heading = "Networking / TLS")]
+    tls_cert_file: Vec<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, env = "CODER_TLS_KEY_FILE", value_delimiter = ',', value_name = "FILE",
+          help_heading = "Networking / TLS")]
+    tls_key_file: Vec<PathBuf>,
+    /// Client certificates: none, request, require-any, verify-if-given or require-and-verify.
+    #[arg(long, env = "CODER_TLS_CLIENT_AUTH", default_value = "none",
+          value_parser = |value: &str| value.parse::<coderd::tls::ClientAuth>(),
+          help_heading = "Networking / TLS")]
+    tls_client_auth: coderd::tls::ClientAuth,
+    /// PEM CA certificates that sign client certificates.
+    #[arg(long, env = "CODER_TLS_CLIENT_CA_FILE", value_name = "FILE",
+          help_heading = "Networking / TLS")]
+    tls_client_ca_file: Option<PathBuf>,
+    /// Oldest TLS version accepted: tls12 or tls13.
+    #[arg(long, env = "CODER_TLS_MIN_VERSION", default_value = "tls12",
+          value_parser = |value: &str| value.parse::<coderd::tls::TlsVersion>(),
+          help_heading = "Networking / TLS")]
+    tls_min_version: coderd::tls::TlsVersion,
+
+    /// PostgreSQL URL; without one the server runs a built-in PostgreSQL in
+    /// <global-config>/postgres.
+    #[arg(long, env = "CODER_PG_CONNECTION_URL", hide_env_values = true, help_heading = "Database")]
+    postgres_url: Option<String>,
+
+    /// Serve Prometheus metrics on --prometheus-address.
+    #[arg(long, env = "CODER_PROMETHEUS_ENABLE", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Introspection")]
+    prometheus_enable: bool,
+    /// Prometheus listen address.
+    #[arg(long, env = "CODER_PROMETHEUS_ADDRESS", default_value = "127.0.0.1:2112",
+          value_parser = parse_listen_address, help_heading = "Introspection")]
+    prometheus_address: String,
+    /// Human-readable logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
+    #[arg(long, env = "CODER_LOGGING_HUMAN", default_value = "/dev/stderr",
+          help_heading = "Introspection")]
+    log_human: String,
+    /// JSON logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
+    #[arg(long, env = "CODER_LOGGING_JSON", default_value = "", help_heading = "Introspection")]
+    log_json: String,
+    /// Which logs to keep, as tracing directives (e.g. 'info,coderd=debug')
+    /// [default: info, or debug with --verbose].
+    #[arg(long, env = "CODER_LOG_FILTER", help_heading = "Introspection")]
+    log_filter: Option<String>,
+
+    /// Send usage telemetry. Off by default; this build has no telemetry endpoint, so turning
+    /// it on sends nothing either.
+    #[arg(long, env = "CODER_TELEMETRY_ENABLE", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new())]
+    telemetry: bool,
+    /// Check for new releases. Off by default (air-gapped installs reach nothing outside).
+    #[arg(long, env = "CODER_UPDATE_CHECK", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new())]
+    update_check: bool,
+    /// Experiments to enable, comma-separated ('*' for all).
+    #[arg(long, env = "CODER_EXPERIMENTS", value_delimiter = ',')]
+    experiments: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ServerCommand {
+    /// Run the built-in PostgreSQL alone and print its URL (for psql, or a test run).
+    PostgresBuiltinServe {
+        /// Print only the URL.
+        #[arg(long)]
+        raw_url: bool,
+    },
+}
+
+/// Fills `effective_yaml` when `--write-config` was given (needs the raw matches).
+pub(crate) fn attach_effective_yaml(args: &mut ServerArgs, matches: &clap::ArgMatches) {
+    if args.write_config
+        && let Some(("server", server)) = matches.subcommand()
+    {
+        args.effective_yaml = Some(options::effective_yaml(server));
+    }
+}
+
+fn parse_http_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|err| err.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".to_owned());
+    }
+    Ok(url)
+}
+
+fn parse_wildcard(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let host = value.split_once(':').map_or(value, |(host, _)| host);
+    let rest = host
+        .strip_prefix('*')
+        .ok_or("must start with '*', e.g. '*.coder.example.com'")?;
+    if value.contains("://") || rest.matches('.').count() < 1 || rest.contains('*') {
+        return Err("must look like '*.coder.example.com' (no scheme, one leading '*')".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+/// Accepts `host:port`, `:port` (all interfaces) or the empty string (disabled).
+fn parse_listen_address(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let normalized = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.to_owned(),
+    };
+    normalized
+        .to_socket_addrs()
+        .map_err(|err| format!("{err} (expected host:port)"))?
+        .next()
+        .ok_or_else(|| "resolves to no address".to_owned())?;
+    Ok(normalized)
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|err| format!("{err} (e.g. 24h, 30m, 7d)"))
+}
+
+async fn bind(address: &str, option: &str) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {option} {address}"))
+}
+
+fn single_file(files: &[PathBuf], option: &str) -> Result<PathBuf> {
+    match files {
+        [file] => Ok(file.clone()),
+        [] => bail!("{option} is required with --tls-enable"),
+        _ => bail!("{option} takes one file in this version"),
+    }
+}
+
+/// The access URL to use when none is configured: the listener's own address.
+fn default_access_url(address: SocketAddr, scheme: &str) -> Result<Url> {
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if address.is_ipv6() {
+        format!("[{}]", address.ip())
+    } else {
+        address.ip().to_string()
+    };
+    Url::parse(&format!("{scheme}://{host}:{}", address.port())).context("building the access URL")
+}
+
+pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCode> {
+    if let Some(yaml) = &args.effective_yaml {
+        output::line(yaml.trim_end())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _logging = logging::install(&args.log_human, &args.log_json, args.log_filter.as_deref(), global.verbose)?;
+    if let Some(ServerCommand::PostgresBuiltinServe { raw_url }) = args.command {
+        return postgres_builtin_serve(global, raw_url).await;
+    }
+    if args.http_address.is_empty() && !args.tls_enable {
+        bail!("--http-address is empty and --tls-enable is off: there is nothing to listen on");
+    }
+    if args.telemetry {
+        tracing::warn!("telemetry is enabled, but this build has no telemetry endpoint: nothing is sent");
+    }
+    if args.update_check {
+        tracing::warn!("update checks are not implemented: nothing is fetched");
+    }
+    let tls = if args.tls_enable {
+        let options = coderd::tls::TlsOptions {
+            cert_file: single_file(&args.tls_cert_file, "--tls-cert-file")?,
+            key_file: single_file(&args.tls_key_file, "--tls-key-file")?,
+            client_auth: args.tls_client_auth,
+            client_ca_file: args.tls_client_ca_file.clone(),
+            min_version: args.tls_min_version,
+        };
+        Some(coderd::tls::server_config(&options)?)
+    } else {
+        None
+    };
+
+    let mut listeners = coderd::Listeners::default();
+    if !args.http_address.is_empty() {
+        listeners.http = Some(bind(&args.http_address, "--http-address").await?);
+    }
+    if let Some(tls) = tls {
+        listeners.tls = Some((bind(&args.tls_address, "--tls-address").await?, tls));
+    }
+    if args.prometheus_enable {
+        listeners.prometheus = Some(bind(&args.prometheus_address, "--prometheus-address").await?);
+    }
+    let access_url = match (&args.access_url, &listeners.http, &listeners.tls) {
+        (Some(url), _, _) => url.clone(),
+        (None, _, Some((listener, _))) => default_access_url(listener.local_addr()?, "https")?,
+        (None, Some(listener), None) => default_access_url(listener.local_addr()?, "http")?,
+        (None, None, None) => bail!("no listener"),
+    };
+    let database = match &args.postgres_url {
+        Some(url) if !url.is_empty() => coderd::Database::Url(Secret::new(url.clone())),
+        _ => {
+            let dir = global.config_dir().join("postgres");
+            output::line(format!("Using built-in PostgreSQL ({})", dir.display()))?;
+            coderd::Database::Builtin { dir }
+        }
+    };
+    let config = coderd::Config {
+        access_url: access_url.clone(),
+        wildcard_access_url: args.wildcard_access_url.clone().filter(|w| !w.is_empty()),
+        database,
+        session_duration: args.session_duration,
+        max_token_lifetime: args.max_token_lifetime,
+        default_token_lifetime: args.default_token_lifetime,
+        secure_auth_cookie: args.secure_auth_cookie,
+        max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
+        login_attempts_per_minute: LOGIN_ATTEMPTS_PER_MINUTE,
+        experiments: args.experiments.clone(),
+        telemetry: args.telemetry,
+    };
+    let handle = match coderd::spawn(config, listeners).await {
+        Ok(handle) => handle,
+        Err(err) if err.is_missing_postgres() => {
+            return Err(output::hint(
+                err,
+                "install PostgreSQL's server package (Debian/Ubuntu: apt-get install postgresql) \
+                 or pass --postgres-url",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(address) = handle.http_address {
+        output::line(format!(
+            "Started HTTP listener at {}",
+            display_url(&default_access_url(address, "http")?)
+        ))?;
+    }
+    if let Some(address) = handle.tls_address {
+        output::line(format!(
+            "Started TLS/HTTPS listener at {}",
+            display_url(&default_access_url(address, "https")?)
+        ))?;
+    }
+    if let Some(address) = handle.prometheus_address {
+        output::line(format!(
+            "Started Prometheus metrics endpoint at {}/metrics",
+            display_url(&default_access_url(address, "http")?)
+        ))?;
+    }
+    output::line(format!("View the Web UI: {}", display_url(&access_url)))?;
+
+    wait_for_signal().await?;
+    output::line("Interrupt caught, gracefully exiting. Use ctrl+\\ to force quit")?;
+    tokio::select! {
+        () = handle.shutdown() => {}
+        result = wait_for_signal() => {
+            result?;
+            output::note("Second interrupt: exiting without cleaning up");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    output::line("Stopped.")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A URL as users type it: no trailing slash after the host.
+fn display_url(url: &Url) -> &str {
+    url.as_str().trim_end_matches('/')
+}
+
+async fn wait_for_signal() -> Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+async fn postgres_builtin_serve(global: &GlobalArgs, raw_url: bool) -> Result<ExitCode> {
+    let dir = global.config_dir().join("postgres");
+    let postgres = match coderd::BuiltinPostgres::start(&dir).await {
+        Ok(postgres) => postgres,
+        Err(err) => {
+            let err = coderd::StartError::from(err);
+            if err.is_missing_postgres() {
+                return Err(output::hint(
+                    err,
+                    "install PostgreSQL's server package (Debian/Ubuntu: apt-get install postgresql)",
+                ));
+            }
+            return Err(err.into());
+        }
+    };
+    if raw_url {
+        output::line(postgres.url())?;
+    } else {
+        output::line(format!("Started built-in PostgreSQL: psql \"{}\"", postgres.url()))?;
+    }
+    wait_for_signal().await?;
+    postgres.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::commands::Cli;
+
+    #[test]
+    fn every_option_is_a_flag_an_env_var_and_a_yaml_key() {
+        let command = Cli::command();
+        let server = command.find_subcommand("server").unwrap();
+        for arg in server.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "config" | "write_config" | "help" | "url" | "token" | "global_config" | "verbose" | "version") {
+                continue;
+            }
+            let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
+            assert!(env.as_deref().is_some_and(|env| env.starts_with("CODER_")), "{id} has no CODER_ variable");
+            assert!(
+                options::OPTIONS.iter().any(|spec| spec.id == id),
+                "{id} has no YAML key"
+            );
+        }
+        for spec in options::OPTIONS {
+            assert!(server.get_arguments().any(|arg| arg.get_id() == spec.id), "{} is not an arg", spec.id);
+        }
+    }
+
+    fn check_listen(input: &str, expected: Result<&str, ()>) {
+        assert_eq!(parse_listen_address(input).map_err(drop), expected.map(str::to_owned), "{input:?}");
+    }
+
+    #[test]
+    fn listen_addresses() {
+        check_listen("127.0.0.1:3000", Ok("127.0.0.1:3000"));
+        check_listen(":3000", Ok("0.0.0.0:3000"));
+        check_listen("", Ok(""));
+        check_listen("nonsense", Err(()));
+        check_listen("127.0.0.1:99999", Err(()));
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(parse_wildcard("*.coder.example.com").is_ok());
+        assert!(parse_wildcard("*--apps.example.com").is_ok());
+        assert!(parse_wildcard("coder.example.com").is_err());
+        assert!(parse_wildcard("https://*.example.com").is_err());
+        assert!(parse_wildcard("*").is_err());
+    }
+}

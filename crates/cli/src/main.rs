@@ -1,0 +1,37 @@
+//! The `coder` binary: parses arguments (flags, `CODER_*` variables, the server's YAML file),
+//! installs logging, builds the runtime, runs one command and maps its result to an exit
+//! code. Commands live in `commands/`, one file each; they parse, call a library, and print.
+
+mod commands;
+mod output;
+mod session;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match commands::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        // Prints help, version or a usage error; exits 0 or 2 as clap decides.
+        Err(err) => err.exit(),
+    };
+    // One crypto provider for the whole binary (ring, which iroh also uses).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            output::error(&anyhow::Error::new(err).context("starting the async runtime"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // Don't wait for stray blocking tasks (a prompt reading stdin, say).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

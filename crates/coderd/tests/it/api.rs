@@ -1,0 +1,88 @@
+//! API conventions: error bodies, limits, headers, health, build info, metrics.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use testkit::TestServer;
+
+use crate::send;
+
+#[tokio::test]
+async fn build_info_and_health_need_no_session() {
+    let server = TestServer::start().await;
+    let info = server.client().build_info().await.unwrap();
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert!(!info.workspace_proxy);
+    assert_eq!(info.external_url, server.url.as_str().trim_end_matches('/'));
+    assert_eq!(info.deployment_id.len(), 36);
+
+    let response = reqwest::get(server.url.join("/healthz").unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-coder-build-version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["x-request-id"].len(), 36);
+    assert_eq!(response.text().await.unwrap(), "OK");
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies_get_clear_errors() {
+    let server = TestServer::start().await;
+    let url = server.url.join("/api/v2/users/login").unwrap();
+    let client = reqwest::Client::new();
+
+    let response = client
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Request body must be valid JSON.");
+    assert!(body["detail"].as_str().unwrap().contains("EOF"), "{body}");
+
+    let (status, body) = send(&server, Method::POST, "/api/v2/users/login", None, Some(json!({"email": 5}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "Request body has the wrong shape.");
+
+    let response = client.post(url.clone()).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let huge = format!("{{\"email\": \"{}\", \"password\": \"x\"}}", "a".repeat(2 << 20));
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Request body is too large.");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let server = TestServer::start().await;
+    let (status, body) = send(&server, Method::GET, "/api/v2/nope", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "Route not found.");
+    let (status, body) = send(&server, Method::DELETE, "/api/v2/buildinfo", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["message"], "Method not allowed on this route.");
+}
+
+#[tokio::test]
+async fn metrics_use_coders_names_and_route_templates() {
+    let server = TestServer::start().await;
+    let admin = server.first_user().await;
+    admin.client.user("admin").await.unwrap();
+    let text = reqwest::get(server.metrics_url.clone()).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains(r#"coderd_api_requests_processed_total{code="200",method="GET",path="/api/v2/users/{user}"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE coderd_api_request_latencies_seconds histogram"), "{text}");
+    assert!(text.contains("coderd_api_concurrent_requests 0"), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"));
+}

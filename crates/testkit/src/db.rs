@@ -1,0 +1,31 @@
+//! A database per test on the test run's PostgreSQL cluster.
+
+use rand::Rng;
+
+/// Names the cluster `scripts/test` starts for the whole run.
+const ADMIN_URL_VARIABLE: &str = "CODER_TEST_POSTGRES_URL";
+
+/// A fresh, empty database. Left in place afterwards: the whole cluster is thrown away at the
+/// end of the run.
+pub struct TestDb {
+    /// The database's URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates a database named after nothing in particular (random), so tests never share.
+    pub async fn new() -> Self {
+        let admin_url = std::env::var(ADMIN_URL_VARIABLE).unwrap_or_else(|_| {
+            panic!(
+                "{ADMIN_URL_VARIABLE} is not set: run the tests with ./scripts/test, which \
+                 starts a throwaway PostgreSQL for the run"
+            )
+        });
+        let suffix: u64 = rand::rng().random();
+        let name = format!("test_{suffix:016x}");
+        let url = store::Store::create_database(&admin_url, &name)
+            .await
+            .unwrap_or_else(|err| panic!("creating test database {name}: {err:?}"));
+        Self { url }
+    }
+}
