@@ -33,12 +33,9 @@ pub(crate) fn hint(error: impl Into<anyhow::Error>, hint: impl Into<String>) -> 
 
 /// Prints `error: <chain>` and any hint to stderr.
 pub(crate) fn error(err: &anyhow::Error) {
-    match err.downcast_ref::<Hinted>() {
-        Some(hinted) => {
-            eprintln!("error: {:#}", hinted.error);
-            eprintln!("hint: {}", hinted.hint);
-        }
-        None => eprintln!("error: {err:#}"),
+    eprintln!("error: {err:#}");
+    if let Some(hinted) = err.chain().find_map(|cause| cause.downcast_ref::<Hinted>()) {
+        eprintln!("hint: {}", hinted.hint);
     }
 }
 

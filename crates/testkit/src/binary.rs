@@ -46,6 +46,7 @@ impl Output {
 impl Coder {
     /// `binary` is `env!("CARGO_BIN_EXE_coder")`, known only to the cli crate's tests.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
+        crate::init_crypto();
         Self {
             binary: binary.into(),
             home: tempfile::Builder::new().prefix("coder-test-").tempdir().unwrap(),

@@ -15,6 +15,7 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a database named after nothing in particular (random), so tests never share.
     pub async fn new() -> Self {
+        crate::init_crypto();
         let admin_url = std::env::var(ADMIN_URL_VARIABLE).unwrap_or_else(|_| {
             panic!(
                 "{ADMIN_URL_VARIABLE} is not set: run the tests with ./scripts/test, which \

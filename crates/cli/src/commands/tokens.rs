@@ -37,7 +37,11 @@ pub(crate) enum TokensCommand {
     },
     /// Delete a token, by name or id.
     #[command(aliases = ["rm", "delete"])]
-    Remove { token: String },
+    Remove {
+        // Not named `token`: that id belongs to the global --token flag.
+        #[arg(value_name = "NAME|ID")]
+        name_or_id: String,
+    },
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -98,7 +102,7 @@ pub(crate) async fn run(global: &GlobalArgs, command: TokensCommand) -> Result<E
                 table.print()?;
             }
         }
-        TokensCommand::Remove { token } => {
+        TokensCommand::Remove { name_or_id: token } => {
             let id = match client.token_by_name("me", &token).await {
                 Ok(found) => found.key.id.0,
                 Err(sdk::client::ClientError::Api { status: 404, .. }) => token.clone(),
