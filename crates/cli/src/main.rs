@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     };
     // One crypto provider for the whole binary (ring, which iroh also uses).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             output::error(&anyhow::Error::new(err).context("starting the async runtime"));

@@ -128,7 +128,10 @@ impl<'a> Table<'a> {
             .iter()
             .map(|&idx| self.available[idx].to_uppercase())
             .collect();
-        let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
+        let mut widths: Vec<usize> = headers
+            .iter()
+            .map(|header| header.chars().count())
+            .collect();
         for row in &self.rows {
             for (idx, cell) in row.iter().enumerate() {
                 widths[idx] = widths[idx].max(cell.chars().count());
@@ -173,7 +176,11 @@ mod tests {
         )
         .unwrap();
         table.row(vec!["1".into(), "admin".into(), "admin@example.com".into()]);
-        table.row(vec!["2".into(), "bob-the-builder".into(), "b@example.com".into()]);
+        table.row(vec![
+            "2".into(),
+            "bob-the-builder".into(),
+            "b@example.com".into(),
+        ]);
         assert_eq!(
             table.render(),
             "USERNAME         EMAIL\n\
@@ -181,6 +188,9 @@ mod tests {
              bob-the-builder  b@example.com"
         );
         let err = Table::new(&["id"], &["nope".to_owned()]).err().unwrap();
-        assert_eq!(err.to_string(), "unknown column \"nope\"; available columns: id");
+        assert_eq!(
+            err.to_string(),
+            "unknown column \"nope\"; available columns: id"
+        );
     }
 }

@@ -185,7 +185,11 @@ mod tests {
         assert_eq!(config.url().unwrap(), Some(url));
         assert_eq!(config.session().unwrap().unwrap().expose(), "abc-def");
         let mode = |name: &str| {
-            fs::metadata(dir.path().join("coderv2").join(name)).unwrap().permissions().mode() & 0o777
+            fs::metadata(dir.path().join("coderv2").join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
         };
         assert_eq!(mode("session"), 0o600);
         assert_eq!(mode("url"), 0o600);

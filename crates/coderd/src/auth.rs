@@ -165,29 +165,30 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some((token, source)) = find_token(parts) else {
-            return Err(ApiError::unauthorized("You are not signed in.").detail(format!(
-                "Send a session token in the {} header or the {} cookie; \
+            return Err(
+                ApiError::unauthorized("You are not signed in.").detail(format!(
+                    "Send a session token in the {} header or the {} cookie; \
                  'coder login' creates one.",
-                sdk::SESSION_TOKEN_HEADER,
-                sdk::SESSION_TOKEN_COOKIE
-            )));
+                    sdk::SESSION_TOKEN_HEADER,
+                    sdk::SESSION_TOKEN_COOKIE
+                )),
+            );
         };
         if source == TokenSource::Cookie && is_cross_site_write(parts, state) {
             return Err(ApiError::forbidden()
                 .detail("Cross-site requests may not change anything with a session cookie."));
         }
-        let invalid = || ApiError::unauthorized("Your session token is invalid.")
-            .detail("Log in again with 'coder login'.");
+        let invalid = || {
+            ApiError::unauthorized("Your session token is invalid.")
+                .detail("Log in again with 'coder login'.")
+        };
         let parsed = parse_token(&token).ok_or_else(invalid)?;
         let key = state
             .store
             .api_key_by_id(parsed.id)
             .await?
             .ok_or_else(invalid)?;
-        let matches: bool = key
-            .hashed_secret
-            .ct_eq(&hash_secret(parsed.secret))
-            .into();
+        let matches: bool = key.hashed_secret.ct_eq(&hash_secret(parsed.secret)).into();
         if !matches {
             return Err(invalid());
         }
@@ -227,7 +228,11 @@ fn is_cross_site_write(parts: &Parts, state: &AppState) -> bool {
     {
         return true;
     }
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
         return false;
     };
     origin.trim_end_matches('/') != state.config.access_url.origin().ascii_serialization()
@@ -279,6 +284,22 @@ pub(crate) fn clear_session_cookie(secure: bool) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// The address of the client's TCP connection (`None` in in-process tests without a socket).
+pub(crate) struct PeerAddress(pub(crate) Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,21 +325,5 @@ mod tests {
     fn generated_tokens_parse() {
         let token = format!("{}-{}", random_string(ID_LEN), random_string(SECRET_LEN));
         assert!(parse_token(&token).is_some());
-    }
-}
-
-/// The address of the client's TCP connection (`None` in in-process tests without a socket).
-pub(crate) struct PeerAddress(pub(crate) Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddress(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
     }
 }

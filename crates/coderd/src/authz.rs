@@ -122,7 +122,10 @@ impl Subject {
             Ok(())
         } else if action != Action::Read && self.can(Action::Read, resource) {
             Err(forbidden())
-        } else if matches!(resource, Resource::Users | Resource::AllApiKeys | Resource::Deployment) {
+        } else if matches!(
+            resource,
+            Resource::Users | Resource::AllApiKeys | Resource::Deployment
+        ) {
             // Collections are known to exist; hiding them would only confuse.
             Err(forbidden())
         } else {
@@ -160,24 +163,59 @@ mod tests {
         check(&[], Action::Read, Resource::Users, Some(403));
         check(&[], Action::Update, Resource::UserStatus(other), Some(403));
         check(&[], Action::Create, Resource::ApiKeys { owner: me }, None);
-        check(&[], Action::Read, Resource::ApiKeys { owner: other }, Some(404));
+        check(
+            &[],
+            Action::Read,
+            Resource::ApiKeys { owner: other },
+            Some(404),
+        );
     }
 
     #[test]
     fn admins_have_their_share() {
         let other = Uuid::from_u128(2);
         check(&[Role::UserAdmin], Action::Create, Resource::Users, None);
-        check(&[Role::UserAdmin], Action::Update, Resource::UserStatus(other), None);
-        check(&[Role::UserAdmin], Action::Read, Resource::ApiKeys { owner: other }, Some(404));
+        check(
+            &[Role::UserAdmin],
+            Action::Update,
+            Resource::UserStatus(other),
+            None,
+        );
+        check(
+            &[Role::UserAdmin],
+            Action::Read,
+            Resource::ApiKeys { owner: other },
+            Some(404),
+        );
         check(&[Role::TemplateAdmin], Action::Read, Resource::Users, None);
-        check(&[Role::TemplateAdmin], Action::Create, Resource::Users, Some(403));
-        check(&[Role::Owner], Action::Delete, Resource::ApiKeys { owner: other }, None);
+        check(
+            &[Role::TemplateAdmin],
+            Action::Create,
+            Resource::Users,
+            Some(403),
+        );
+        check(
+            &[Role::Owner],
+            Action::Delete,
+            Resource::ApiKeys { owner: other },
+            None,
+        );
         check(&[Role::Owner], Action::Read, Resource::AllApiKeys, None);
     }
 
     #[test]
     fn organizations_need_membership() {
-        check(&[], Action::Read, Resource::Organization(Uuid::from_u128(100)), None);
-        check(&[], Action::Read, Resource::Organization(Uuid::from_u128(101)), Some(404));
+        check(
+            &[],
+            Action::Read,
+            Resource::Organization(Uuid::from_u128(100)),
+            None,
+        );
+        check(
+            &[],
+            Action::Read,
+            Resource::Organization(Uuid::from_u128(101)),
+            Some(404),
+        );
     }
 }

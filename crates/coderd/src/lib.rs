@@ -24,12 +24,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::Router;
-use store::builtin::BuiltinError;
 use store::Store;
+use store::builtin::BuiltinError;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -40,10 +40,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::{Config, Database};
-/// The built-in cluster, for `coder server postgres-builtin-serve`.
-pub use store::builtin::BuiltinPostgres;
 pub use error::ApiError;
 pub use state::AppState;
+/// The built-in cluster, for `coder server postgres-builtin-serve`.
+pub use store::builtin::BuiltinPostgres;
 
 /// The version every API answer and `coder --version` report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -136,7 +136,8 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let router = app(state.clone());
-    let address = |listener: &TcpListener| listener.local_addr().map_err(StartError::ListenerAddress);
+    let address =
+        |listener: &TcpListener| listener.local_addr().map_err(StartError::ListenerAddress);
     let mut handle_addresses = (None, None, None);
     if let Some(listener) = listeners.http {
         handle_addresses.0 = Some(address(&listener)?);
@@ -145,7 +146,12 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
     if let Some((listener, tls)) = listeners.tls {
         handle_addresses.1 = Some(address(&listener)?);
         let acceptor = TlsAcceptor::from(tls);
-        tasks.spawn(serve::serve(listener, Some(acceptor), router.clone(), cancel.clone()));
+        tasks.spawn(serve::serve(
+            listener,
+            Some(acceptor),
+            router.clone(),
+            cancel.clone(),
+        ));
     }
     if let Some(listener) = listeners.prometheus {
         handle_addresses.2 = Some(address(&listener)?);
@@ -216,7 +222,9 @@ pub fn app(state: AppState) -> Router {
                         })
                         .on_request(())
                         .on_response(
-                            |response: &axum::response::Response, latency: Duration, _: &tracing::Span| {
+                            |response: &axum::response::Response,
+                             latency: Duration,
+                             _: &tracing::Span| {
                                 tracing::debug!(
                                     status = response.status().as_u16(),
                                     latency_ms = latency.as_secs_f64() * 1000.0,

@@ -1,8 +1,8 @@
 //! Password hashing with argon2id, off the async threads (a hash takes tens of milliseconds).
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use sdk::Secret;
 
 use crate::error::ApiError;

@@ -27,7 +27,10 @@ impl RateLimiter {
 
     /// Records an attempt; `Err(wait)` when the address is over its limit.
     pub(crate) fn check(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut windows = self.windows.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if windows.len() > SWEEP_ABOVE {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
         }
@@ -56,7 +59,10 @@ mod tests {
         let b: IpAddr = [127, 0, 0, 2].into();
         assert!(limiter.check(a, t0).is_ok());
         assert!(limiter.check(a, t0).is_ok());
-        assert_eq!(limiter.check(a, t0 + Duration::from_secs(20)), Err(Duration::from_secs(40)));
+        assert_eq!(
+            limiter.check(a, t0 + Duration::from_secs(20)),
+            Err(Duration::from_secs(40))
+        );
         assert!(limiter.check(b, t0).is_ok());
         assert!(limiter.check(a, t0 + WINDOW).is_ok());
     }

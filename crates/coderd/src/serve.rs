@@ -104,8 +104,8 @@ async fn serve_connection<S>(
         request
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let connection =
-        builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
     if let Err(err) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -42,7 +42,10 @@ impl ClientAuth {
     ];
 
     fn needs_ca(self) -> bool {
-        matches!(self, ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify)
+        matches!(
+            self,
+            ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify
+        )
     }
 }
 
@@ -174,13 +177,16 @@ pub fn server_config(options: &TlsOptions) -> Result<Arc<rustls::ServerConfig>, 
             algorithms: provider.signature_verification_algorithms,
         }),
         mode @ (ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify) => {
-            let ca_file = options.client_ca_file.as_deref().ok_or(TlsError::MissingClientCa {
-                mode: if mode == ClientAuth::VerifyIfGiven {
-                    "verify-if-given"
-                } else {
-                    "require-and-verify"
-                },
-            })?;
+            let ca_file = options
+                .client_ca_file
+                .as_deref()
+                .ok_or(TlsError::MissingClientCa {
+                    mode: if mode == ClientAuth::VerifyIfGiven {
+                        "verify-if-given"
+                    } else {
+                        "require-and-verify"
+                    },
+                })?;
             let mut roots = RootCertStore::empty();
             for cert in read_certs(ca_file)? {
                 roots.add(cert).map_err(TlsError::Rustls)?;
@@ -266,7 +272,12 @@ mod tests {
         }
         assert!("sometimes".parse::<ClientAuth>().is_err());
         assert_eq!("tls13".parse::<TlsVersion>(), Ok(TlsVersion::Tls13));
-        assert!("tls10".parse::<TlsVersion>().unwrap_err().contains("obsolete"));
+        assert!(
+            "tls10"
+                .parse::<TlsVersion>()
+                .unwrap_err()
+                .contains("obsolete")
+        );
     }
 
     #[test]
@@ -284,18 +295,30 @@ mod tests {
             client_ca_file: None,
             min_version: TlsVersion::Tls12,
         };
-        for mode in [ClientAuth::None, ClientAuth::Request, ClientAuth::RequireAny] {
+        for mode in [
+            ClientAuth::None,
+            ClientAuth::Request,
+            ClientAuth::RequireAny,
+        ] {
             options.client_auth = mode;
             server_config(&options).unwrap();
         }
         options.client_auth = ClientAuth::RequireAndVerify;
         let err = server_config(&options).unwrap_err().to_string();
-        assert_eq!(err, "--tls-client-auth=require-and-verify needs --tls-client-ca-file");
+        assert_eq!(
+            err,
+            "--tls-client-auth=require-and-verify needs --tls-client-ca-file"
+        );
         options.client_ca_file = Some(cert_file);
         server_config(&options).unwrap();
         options.client_auth = ClientAuth::VerifyIfGiven;
         server_config(&options).unwrap();
         options.cert_file = dir.path().join("missing.pem");
-        assert!(server_config(&options).unwrap_err().to_string().starts_with("reading "));
+        assert!(
+            server_config(&options)
+                .unwrap_err()
+                .to_string()
+                .starts_with("reading ")
+        );
     }
 }

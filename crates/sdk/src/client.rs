@@ -151,7 +151,13 @@ impl Client {
                 response,
             });
         }
-        Ok((status, bytes_body::Body { url, bytes: body.to_vec() }))
+        Ok((
+            status,
+            bytes_body::Body {
+                url,
+                bytes: body.to_vec(),
+            },
+        ))
     }
 
     async fn json<T: DeserializeOwned>(
@@ -170,12 +176,16 @@ impl Client {
 
     /// `GET /api/v2/buildinfo`.
     pub async fn build_info(&self) -> Result<BuildInfo, ClientError> {
-        self.json(Method::GET, "/api/v2/buildinfo", None::<&()>).await
+        self.json(Method::GET, "/api/v2/buildinfo", None::<&()>)
+            .await
     }
 
     /// Whether the first user exists (`GET /api/v2/users/first`).
     pub async fn has_first_user(&self) -> Result<bool, ClientError> {
-        match self.send(Method::GET, "/api/v2/users/first", None::<&()>).await {
+        match self
+            .send(Method::GET, "/api/v2/users/first", None::<&()>)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(ClientError::Api { status: 404, .. }) => Ok(false),
             Err(err) => Err(err),
@@ -226,7 +236,8 @@ impl Client {
 
     /// `POST /api/v2/users`.
     pub async fn create_user(&self, request: &CreateUserRequest) -> Result<User, ClientError> {
-        self.json(Method::POST, "/api/v2/users", Some(request)).await
+        self.json(Method::POST, "/api/v2/users", Some(request))
+            .await
     }
 
     /// `PUT /api/v2/users/{user}/status/suspend`.

@@ -23,8 +23,8 @@ pub use secret::Secret;
 pub use tokens::{ApiKey, ApiKeyWithOwner, CreateTokenRequest, GenerateApiKeyResponse};
 pub use users::{
     CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, GetUsersResponse,
-    LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Role, SlimRole,
-    UnknownRole, UpdateRolesRequest, User, UserStatus,
+    LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Role, SlimRole, UnknownRole,
+    UpdateRolesRequest, User, UserStatus,
 };
 
 /// Header carrying a session token or API token on every authenticated request.

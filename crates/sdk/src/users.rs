@@ -24,7 +24,12 @@ pub enum Role {
 
 impl Role {
     /// Every role, most powerful first.
-    pub const ALL: [Role; 4] = [Role::Owner, Role::UserAdmin, Role::TemplateAdmin, Role::Member];
+    pub const ALL: [Role; 4] = [
+        Role::Owner,
+        Role::UserAdmin,
+        Role::TemplateAdmin,
+        Role::Member,
+    ];
 
     /// The name used in the API and on the command line.
     pub fn name(self) -> &'static str {

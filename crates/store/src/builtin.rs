@@ -158,7 +158,12 @@ impl BuiltinPostgres {
             .arg(format!("/proc/self/fd/{data_fd}"))
             .arg("-k")
             .arg(format!("/proc/self/fd/{socket_fd}"))
-            .args(["-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"])
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "unix_socket_permissions=0700",
+            ])
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(log)
@@ -246,7 +251,10 @@ impl BuiltinPostgres {
         };
         let pid = child_pid(&child);
         let _ = signal::kill(pid, Signal::SIGINT);
-        if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_err() {
+        if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(%pid, "built-in PostgreSQL did not stop in time; forcing it");
             let _ = signal::kill(pid, Signal::SIGQUIT);
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -400,17 +408,23 @@ fn stop_orphan(data_path: &Path) -> Result<(), BuiltinError> {
     let Ok(pid_file) = fs::read_to_string(data_path.join("postmaster.pid")) else {
         return Ok(());
     };
-    let Some(pid) = pid_file.lines().next().and_then(|line| line.trim().parse::<i32>().ok())
+    let Some(pid) = pid_file
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<i32>().ok())
     else {
         return Ok(());
     };
-    let is_postgres = fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|comm| comm.trim() == "postgres");
+    let is_postgres =
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres");
     if !is_postgres {
         // A stale pid file; PostgreSQL removes it itself on start.
         return Ok(());
     }
-    tracing::warn!(pid, "stopping the built-in PostgreSQL left running by an earlier server");
+    tracing::warn!(
+        pid,
+        "stopping the built-in PostgreSQL left running by an earlier server"
+    );
     let pid = Pid::from_raw(pid);
     for (signal, wait) in [
         (Signal::SIGINT, STOP_TIMEOUT),
@@ -425,19 +439,17 @@ fn stop_orphan(data_path: &Path) -> Result<(), BuiltinError> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Err(BuiltinError::OrphanStuck {
-        pid: pid.as_raw(),
-    })
+    Err(BuiltinError::OrphanStuck { pid: pid.as_raw() })
 }
 
 /// The directory holding both `initdb` and `postgres`: the first on PATH, else the newest
 /// version under /usr/lib/postgresql.
 fn find_binaries() -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir)) {
-            return Some(dir);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir))
+    {
+        return Some(dir);
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .ok()?
@@ -460,7 +472,14 @@ fn log_tail(path: &Path) -> String {
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(2048)));
     let mut tail = String::new();
     let _ = file.read_to_string(&mut tail);
-    tail.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    tail.lines()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn percent_encode_path(path: &Path) -> String {
@@ -517,7 +536,10 @@ mod tests {
 
     #[test]
     fn socket_paths_are_url_safe() {
-        check("/root/.config/coderv2/postgres/run", "/root/.config/coderv2/postgres/run");
+        check(
+            "/root/.config/coderv2/postgres/run",
+            "/root/.config/coderv2/postgres/run",
+        );
         check("/tmp/my dir/run", "/tmp/my%20dir/run");
     }
 }

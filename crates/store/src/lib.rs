@@ -6,8 +6,8 @@
 //! serialized: the server converts them to API types by hand. Main types: [`Store`] and
 //! [`builtin::BuiltinPostgres`].
 
-pub mod builtin;
 mod api_keys;
+pub mod builtin;
 mod error;
 mod organizations;
 mod users;
@@ -67,8 +67,13 @@ impl Store {
     /// (test harnesses give each test its own database this way).
     pub async fn create_database(admin_url: &str, name: &str) -> Result<String, Error> {
         use sqlx::{ConnectOptions, Connection};
-        if !name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_') {
-            return Err(Error::Query(sqlx::Error::Protocol(format!("invalid database name {name:?}"))));
+        if !name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+        {
+            return Err(Error::Query(sqlx::Error::Protocol(format!(
+                "invalid database name {name:?}"
+            ))));
         }
         let options = PgConnectOptions::from_str(admin_url).map_err(Error::InvalidUrl)?;
         let mut connection = sqlx::PgConnection::connect_with(&options)

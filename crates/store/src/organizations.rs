@@ -53,12 +53,12 @@ impl Store {
     /// The organization with this id or (case-insensitive) name.
     pub async fn organization(&self, id_or_name: &str) -> Result<Option<OrganizationRow>, Error> {
         let by_id = Uuid::parse_str(id_or_name).ok();
-        Ok(sqlx::query_as(
-            "SELECT * FROM organizations WHERE id = $1 OR lower(name) = lower($2)",
+        Ok(
+            sqlx::query_as("SELECT * FROM organizations WHERE id = $1 OR lower(name) = lower($2)")
+                .bind(by_id)
+                .bind(id_or_name)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(by_id)
-        .bind(id_or_name)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 }

@@ -81,9 +81,10 @@ impl Store {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('coder_first_user'))")
             .execute(&mut *tx)
             .await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE NOT deleted)")
-            .fetch_one(&mut *tx)
-            .await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE NOT deleted)")
+                .fetch_one(&mut *tx)
+                .await?;
         if exists {
             return Ok(None);
         }

@@ -31,14 +31,22 @@ impl Output {
     /// Panics with both streams unless the command succeeded.
     #[track_caller]
     pub fn success(self) -> Self {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panics unless the command failed with `code`.
     #[track_caller]
     pub fn failure(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -49,7 +57,10 @@ impl Coder {
         crate::init_crypto();
         Self {
             binary: binary.into(),
-            home: tempfile::Builder::new().prefix("coder-test-").tempdir().unwrap(),
+            home: tempfile::Builder::new()
+                .prefix("coder-test-")
+                .tempdir()
+                .unwrap(),
             envs: Vec::new(),
         }
     }

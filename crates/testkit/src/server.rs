@@ -62,8 +62,11 @@ impl TestServer {
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let prometheus = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}", http.local_addr().unwrap())).unwrap();
-        let metrics_url =
-            Url::parse(&format!("http://{}/metrics", prometheus.local_addr().unwrap())).unwrap();
+        let metrics_url = Url::parse(&format!(
+            "http://{}/metrics",
+            prometheus.local_addr().unwrap()
+        ))
+        .unwrap();
         let mut config = config(url.clone(), db_url);
         adjust(&mut config);
         let handle = coderd::spawn(
@@ -117,11 +120,20 @@ impl TestServer {
             .session_token;
         let client = self.client().with_session_token(token.clone());
         let user = client.user("me").await.unwrap();
-        UserClient { client, user, token }
+        UserClient {
+            client,
+            user,
+            token,
+        }
     }
 
     /// Has `admin` create `username` with `roles`, then logs in as it.
-    pub async fn user_with_roles(&self, admin: &Client, username: &str, roles: &[Role]) -> UserClient {
+    pub async fn user_with_roles(
+        &self,
+        admin: &Client,
+        username: &str,
+        roles: &[Role],
+    ) -> UserClient {
         let email = format!("{username}@example.com");
         admin
             .create_user(&CreateUserRequest {

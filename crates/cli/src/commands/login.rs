@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use sdk::client::Client;
 use sdk::{CreateFirstUserRequest, LoginWithPasswordRequest, Secret};
 
-
 use crate::commands::GlobalArgs;
 use crate::output;
 use crate::session::{self, ConfigDir};
@@ -58,7 +57,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: LoginArgs) -> Result<ExitCode
     if build.workspace_proxy {
         return Err(output::hint(
             anyhow::anyhow!("{url} is a workspace proxy, not the deployment"),
-            format!("log in at the dashboard's URL: coder login {}", build.dashboard_url),
+            format!(
+                "log in at the dashboard's URL: coder login {}",
+                build.dashboard_url
+            ),
         ));
     }
     let interactive = std::io::stdin().is_terminal();
@@ -87,7 +89,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: LoginArgs) -> Result<ExitCode
     let client = client.with_session_token(token.clone());
     let me = client.user("me").await.map_err(session::explain)?;
     ConfigDir::new(&global.config_dir()).save(&url, &token)?;
-    output::line(format!("Welcome to Coder, {}! You're authenticated.", me.username))?;
+    output::line(format!(
+        "Welcome to Coder, {}! You're authenticated.",
+        me.username
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -158,4 +163,3 @@ fn ask_secret(question: &str) -> Result<Secret> {
         .map(Secret::new)
         .context("reading the password")
 }
-

@@ -35,11 +35,21 @@ pub(crate) struct GlobalArgs {
     #[arg(long, env = "CODER_URL", global = true)]
     pub(crate) url: Option<String>,
     /// Session token to authenticate with (default: the one saved by 'coder login').
-    #[arg(long, env = "CODER_SESSION_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CODER_SESSION_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     pub(crate) token: Option<String>,
     /// Directory holding the CLI's session and the server's built-in database
     /// [default: ~/.config/coderv2].
-    #[arg(long = "global-config", env = "CODER_CONFIG_DIR", global = true, value_name = "DIR")]
+    #[arg(
+        long = "global-config",
+        env = "CODER_CONFIG_DIR",
+        global = true,
+        value_name = "DIR"
+    )]
     pub(crate) global_config: Option<PathBuf>,
     /// Log more (debug level).
     #[arg(short, long, env = "CODER_VERBOSE", global = true)]
@@ -57,7 +67,7 @@ impl GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Start a Coder server.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Authenticate with a Coder deployment.
     Login(login::LoginArgs),
     /// Unauthenticate your local session.
@@ -147,7 +157,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         install_cli_logging(global.verbose);
     }
     match command {
-        Command::Server(args) => server::run(&global, args).await,
+        Command::Server(args) => server::run(&global, *args).await,
         Command::Login(args) => login::run(&global, args).await,
         Command::Logout(args) => logout::run(&global, args).await,
         Command::Whoami => whoami::run(&global).await,

@@ -10,7 +10,14 @@ use crate::commands::GlobalArgs;
 use crate::output::{self, Format, Table};
 use crate::session;
 
-const COLUMNS: &[&str] = &["id", "name", "last used", "expires at", "created at", "owner"];
+const COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "last used",
+    "expires at",
+    "created at",
+    "owner",
+];
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TokensCommand {
@@ -69,7 +76,11 @@ pub(crate) async fn run(global: &GlobalArgs, command: TokensCommand) -> Result<E
                 .context("creating the token")?;
             output::line(response.key.expose())?;
         }
-        TokensCommand::List { all, column, output } => {
+        TokensCommand::List {
+            all,
+            column,
+            output,
+        } => {
             let path_user = "me";
             let tokens = if all {
                 client.all_tokens().await

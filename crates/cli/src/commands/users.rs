@@ -30,7 +30,12 @@ pub(crate) enum UsersCommand {
     List {
         /// Columns to show (id, username, name, email, created at, last seen at, status,
         /// roles, login type).
-        #[arg(short, long, value_delimiter = ',', default_value = "username,email,created at,status")]
+        #[arg(
+            short,
+            long,
+            value_delimiter = ',',
+            default_value = "username,email,created at,status"
+        )]
         column: Vec<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
@@ -112,7 +117,10 @@ pub(crate) async fn run(global: &GlobalArgs, command: UsersCommand) -> Result<Ex
                 .await
                 .map_err(session::explain)
                 .context("creating the user")?;
-            output::line(format!("Created user {:?} ({}).", user.username, user.email))?;
+            output::line(format!(
+                "Created user {:?} ({}).",
+                user.username, user.email
+            ))?;
             if generated {
                 output::line(format!("Their password is: {password}"))?;
             }
@@ -126,7 +134,10 @@ pub(crate) async fn run(global: &GlobalArgs, command: UsersCommand) -> Result<Ex
             output::line(format!("User {:?} is suspended.", user.username))?;
         }
         UsersCommand::Activate { user } => {
-            let user = client.activate_user(&user).await.map_err(session::explain)?;
+            let user = client
+                .activate_user(&user)
+                .await
+                .map_err(session::explain)?;
             output::line(format!("User {:?} is active.", user.username))?;
         }
     }
@@ -148,7 +159,11 @@ fn print_users(users: &[User], columns: &[String], format: Format) -> Result<()>
             output::time(user.created_at),
             output::time(user.last_seen_at),
             user.status.name().to_owned(),
-            if roles.is_empty() { "member".to_owned() } else { roles.join(",") },
+            if roles.is_empty() {
+                "member".to_owned()
+            } else {
+                roles.join(",")
+            },
             match user.login_type {
                 LoginType::Password => "password",
                 LoginType::Token => "token",

@@ -7,7 +7,8 @@ use testkit::PASSWORD;
 use crate::{coder, url};
 
 fn postmaster_pid(coder: &testkit::Coder) -> Option<i32> {
-    let text = std::fs::read_to_string(coder.config_dir().join("postgres/data/postmaster.pid")).ok()?;
+    let text =
+        std::fs::read_to_string(coder.config_dir().join("postgres/data/postmaster.pid")).ok()?;
     text.lines().next()?.trim().parse().ok()
 }
 
@@ -21,7 +22,9 @@ fn built_in_postgres_survives_restarts_and_sigkill() {
     let server = coder.server(&["--http-address", "127.0.0.1:0"]);
     let dir = coder.config_dir().join("postgres");
     assert!(
-        server.transcript.contains(&format!("Using built-in PostgreSQL ({})", dir.display())),
+        server
+            .transcript
+            .contains(&format!("Using built-in PostgreSQL ({})", dir.display())),
         "{}",
         server.transcript
     );
@@ -36,7 +39,9 @@ fn built_in_postgres_survives_restarts_and_sigkill() {
         .success();
 
     // A second server cannot take the same cluster.
-    let out = coder.run(&["server", "--http-address", "127.0.0.1:0"]).failure(1);
+    let out = coder
+        .run(&["server", "--http-address", "127.0.0.1:0"])
+        .failure(1);
     assert!(
         out.stderr.contains(&format!(
             "another coder server is already using the built-in PostgreSQL in {}",
@@ -56,17 +61,28 @@ fn built_in_postgres_survives_restarts_and_sigkill() {
     // Users and sessions survive a restart.
     let server = coder.server(&["--http-address", "127.0.0.1:0"]);
     let out = coder.run(&["whoami", "--url", &url(&server.url)]).success();
-    assert!(out.stdout.contains("authenticated as admin"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authenticated as admin"),
+        "{}",
+        out.stdout
+    );
 
     // SIGKILL leaves PostgreSQL orphaned; the next start stops it and carries on.
     let orphan = postmaster_pid(&coder).expect("postgres is running");
     let (code, _) = server.stop_with(Signal::SIGKILL);
     assert_eq!(code, None);
-    assert!(is_running(orphan), "postgres dies with the server only on a clean stop");
+    assert!(
+        is_running(orphan),
+        "postgres dies with the server only on a clean stop"
+    );
     let server = coder.server(&["--http-address", "127.0.0.1:0"]);
     assert!(!is_running(orphan), "the orphan was stopped");
     let out = coder.run(&["whoami", "--url", &url(&server.url)]).success();
-    assert!(out.stdout.contains("authenticated as admin"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authenticated as admin"),
+        "{}",
+        out.stdout
+    );
     let (code, rest) = server.stop_with(Signal::SIGINT);
     assert_eq!(code, Some(0), "{rest}");
     assert_eq!(postmaster_pid(&coder), None);

@@ -19,20 +19,34 @@ async fn first_login_creates_the_owner_and_saves_a_private_session() {
             &format!("--first-user-password={PASSWORD}"),
         ])
         .success();
-    assert_eq!(out.stdout, "Welcome to Coder, admin! You're authenticated.\n");
+    assert_eq!(
+        out.stdout,
+        "Welcome to Coder, admin! You're authenticated.\n"
+    );
     for file in ["session", "url"] {
-        let mode = std::fs::metadata(coder.config_dir().join(file)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(coder.config_dir().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     let out = coder.run(&["whoami"]).success();
     assert_eq!(
         out.stdout,
-        format!("Coder is running at {}/, You're authenticated as admin !\n", url(&server.url))
+        format!(
+            "Coder is running at {}/, You're authenticated as admin !\n",
+            url(&server.url)
+        )
     );
     // The owner exists now: the first-user flags cannot make another.
     let second = crate::coder();
     let out = second
-        .run(&["login", &url(&server.url), "--email=admin@example.com", &format!("--password={PASSWORD}")])
+        .run(&[
+            "login",
+            &url(&server.url),
+            "--email=admin@example.com",
+            &format!("--password={PASSWORD}"),
+        ])
         .success();
     assert!(out.stdout.contains("admin"), "{}", out.stdout);
 }
@@ -42,9 +56,17 @@ async fn wrong_password_is_refused_without_leaking_it() {
     let server = TestServer::start().await;
     server.first_user().await;
     let out = coder()
-        .run(&["login", &url(&server.url), "--email=admin@example.com", "--password=hunter2-wrong"])
+        .run(&[
+            "login",
+            &url(&server.url),
+            "--email=admin@example.com",
+            "--password=hunter2-wrong",
+        ])
         .failure(1);
-    assert_eq!(out.stderr, "error: logging in: Incorrect email or password.\n");
+    assert_eq!(
+        out.stderr,
+        "error: logging in: Incorrect email or password.\n"
+    );
     assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"));
 }
 
@@ -56,12 +78,28 @@ async fn login_with_a_token() {
     coder
         .run(&["login", &url(&server.url), "--token", admin.token.expose()])
         .success();
-    assert!(coder.run(&["whoami"]).success().stdout.contains("authenticated as admin"));
+    assert!(
+        coder
+            .run(&["whoami"])
+            .success()
+            .stdout
+            .contains("authenticated as admin")
+    );
 
     let out = crate::coder()
-        .run(&["login", &url(&server.url), "--token", "abcdefghij-0123456789abcdefghijkl"])
+        .run(&[
+            "login",
+            &url(&server.url),
+            "--token",
+            "abcdefghij-0123456789abcdefghijkl",
+        ])
         .failure(1);
-    assert!(out.stderr.starts_with("error: Your session token is invalid."), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: Your session token is invalid."),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("hint: log in again"), "{}", out.stderr);
 }
 
@@ -85,12 +123,19 @@ async fn login_to_something_that_is_not_coder() {
     let metrics = server.metrics_url.join("/").unwrap();
     let out = coder().run(&["login", &url(&metrics)]).failure(1);
     assert!(
-        out.stderr.starts_with(&format!("error: checking that {metrics} is a Coder deployment:")),
+        out.stderr.starts_with(&format!(
+            "error: checking that {metrics} is a Coder deployment:"
+        )),
         "{}",
         out.stderr
     );
     let out = coder().run(&["login", "http://127.0.0.1:1"]).failure(1);
-    assert!(out.stderr.contains("request to http://127.0.0.1:1/api/v2/buildinfo failed"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("request to http://127.0.0.1:1/api/v2/buildinfo failed"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,12 +143,23 @@ async fn logout_revokes_and_forgets() {
     let server = TestServer::start().await;
     let admin = server.first_user().await;
     let coder = coder();
-    coder.run(&["login", &url(&server.url), "--token", admin.token.expose()]).success();
+    coder
+        .run(&["login", &url(&server.url), "--token", admin.token.expose()])
+        .success();
     let out = coder.run(&["logout", "--yes"]).success();
-    assert_eq!(out.stdout, "You are no longer logged in. You can log in using 'coder login <url>'.\n");
+    assert_eq!(
+        out.stdout,
+        "You are no longer logged in. You can log in using 'coder login <url>'.\n"
+    );
     let out = coder.run(&["whoami"]).failure(1);
-    assert_eq!(out.stderr, "error: you are not logged in\nhint: log in with 'coder login <url>'\n");
-    assert_eq!(admin.client.user("me").await.unwrap_err().status(), Some(401));
+    assert_eq!(
+        out.stderr,
+        "error: you are not logged in\nhint: log in with 'coder login <url>'\n"
+    );
+    assert_eq!(
+        admin.client.user("me").await.unwrap_err().status(),
+        Some(401)
+    );
 }
 
 #[test]
@@ -135,5 +191,8 @@ fn unimplemented_commands_fail_honestly() {
         );
     }
     let out = coder.run(&["no-such-command"]).failure(2);
-    assert!(out.stderr.contains("unrecognized subcommand 'no-such-command'"));
+    assert!(
+        out.stderr
+            .contains("unrecognized subcommand 'no-such-command'")
+    );
 }

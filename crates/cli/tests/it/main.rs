@@ -1,5 +1,6 @@
 //! The real `coder` binary, driven as a user would: against an in-process server for client
 //! commands, and as `coder server` itself (external or built-in PostgreSQL) for the rest.
+#![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
 mod builtin_postgres;
 mod login;

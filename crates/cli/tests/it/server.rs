@@ -23,20 +23,44 @@ async fn serves_and_stops_cleanly_on_sigint() {
         "--prometheus-address",
         "127.0.0.1:0",
     ]);
-    let lines: Vec<&str> = server.transcript.lines().filter(|line| line.starts_with("Started") || line.starts_with("View")).collect();
+    let lines: Vec<&str> = server
+        .transcript
+        .lines()
+        .filter(|line| line.starts_with("Started") || line.starts_with("View"))
+        .collect();
     assert_eq!(lines.len(), 3, "{}", server.transcript);
-    assert_eq!(lines[0], format!("Started HTTP listener at {}", url(&server.url)));
+    assert_eq!(
+        lines[0],
+        format!("Started HTTP listener at {}", url(&server.url))
+    );
     assert_eq!(lines[2], format!("View the Web UI: {}", url(&server.url)));
-    let metrics_url = lines[1].strip_prefix("Started Prometheus metrics endpoint at ").unwrap();
+    let metrics_url = lines[1]
+        .strip_prefix("Started Prometheus metrics endpoint at ")
+        .unwrap();
 
-    let health = reqwest::get(server.url.join("/healthz").unwrap()).await.unwrap();
+    let health = reqwest::get(server.url.join("/healthz").unwrap())
+        .await
+        .unwrap();
     assert_eq!(health.text().await.unwrap(), "OK");
-    let metrics = reqwest::get(metrics_url).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"coderd_api_requests_processed_total{code="200",method="GET",path="/healthz"} 1"#), "{metrics}");
+    let metrics = reqwest::get(metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"coderd_api_requests_processed_total{code="200",method="GET",path="/healthz"} 1"#
+        ),
+        "{metrics}"
+    );
 
     let (code, rest) = server.stop_with(Signal::SIGINT);
     assert_eq!(code, Some(0), "{rest}");
-    assert!(rest.contains("Interrupt caught, gracefully exiting"), "{rest}");
+    assert!(
+        rest.contains("Interrupt caught, gracefully exiting"),
+        "{rest}"
+    );
     assert!(rest.trim_end().ends_with("Stopped."), "{rest}");
 }
 
@@ -56,11 +80,17 @@ fn write_config_prints_effective_yaml_without_secrets() {
         .success();
     assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
     let config = yaml(&out.stdout);
-    assert_eq!(config["networking"]["http"]["httpAddress"], "127.0.0.1:4000");
+    assert_eq!(
+        config["networking"]["http"]["httpAddress"],
+        "127.0.0.1:4000"
+    );
     assert_eq!(config["networking"]["tls"]["address"], "127.0.0.1:3443");
     assert_eq!(config["networking"]["tls"]["enable"], false);
     assert_eq!(config["networking"]["tls"]["clientAuth"], "none");
-    assert_eq!(config["introspection"]["prometheus"]["address"], "127.0.0.1:2112");
+    assert_eq!(
+        config["introspection"]["prometheus"]["address"],
+        "127.0.0.1:2112"
+    );
     assert_eq!(config["telemetry"]["enable"], false);
     assert_eq!(config["updateCheck"], false);
     assert_eq!(config["experiments"], serde_json::json!(["moons", "other"]));
@@ -84,17 +114,33 @@ fn yaml_sits_below_environment_and_flags() {
         yaml(&coder.run(&args).success().stdout)
     };
     let config = effective(&coder, &[]);
-    assert_eq!(config["networking"]["http"]["httpAddress"], "127.0.0.1:4001");
+    assert_eq!(
+        config["networking"]["http"]["httpAddress"],
+        "127.0.0.1:4001"
+    );
     assert_eq!(config["networking"]["http"]["sessionDuration"], "2h");
     assert_eq!(config["introspection"]["prometheus"]["enable"], true);
 
     coder.env("CODER_HTTP_ADDRESS", "127.0.0.1:4002");
     let config = effective(&coder, &[]);
-    assert_eq!(config["networking"]["http"]["httpAddress"], "127.0.0.1:4002");
+    assert_eq!(
+        config["networking"]["http"]["httpAddress"],
+        "127.0.0.1:4002"
+    );
     assert_eq!(config["networking"]["http"]["sessionDuration"], "2h");
 
-    let config = effective(&coder, &["--http-address", "127.0.0.1:4003", "--prometheus-enable=false"]);
-    assert_eq!(config["networking"]["http"]["httpAddress"], "127.0.0.1:4003");
+    let config = effective(
+        &coder,
+        &[
+            "--http-address",
+            "127.0.0.1:4003",
+            "--prometheus-enable=false",
+        ],
+    );
+    assert_eq!(
+        config["networking"]["http"]["httpAddress"],
+        "127.0.0.1:4003"
+    );
     assert_eq!(config["introspection"]["prometheus"]["enable"], false);
 }
 
@@ -106,7 +152,10 @@ fn bad_values_fail_at_start_naming_the_option() {
         (vec!["--tls-client-auth", "sometimes"], "--tls-client-auth"),
         (vec!["--session-duration", "soon"], "--session-duration"),
         (vec!["--access-url", "ftp://example.com"], "--access-url"),
-        (vec!["--wildcard-access-url", "apps.example.com"], "--wildcard-access-url"),
+        (
+            vec!["--wildcard-access-url", "apps.example.com"],
+            "--wildcard-access-url",
+        ),
         (vec!["--tls-min-version", "tls10"], "--tls-min-version"),
     ] {
         let mut full = vec!["server"];
@@ -121,13 +170,28 @@ fn bad_values_fail_at_start_naming_the_option() {
 
     let file = coder.home().join("typo.yaml");
     std::fs::write(&file, "networking:\n  htpAddress: 127.0.0.1:1\n").unwrap();
-    let out = coder.run(&["server", "--config", file.to_str().unwrap()]).failure(2);
-    assert!(out.stderr.contains("unknown key \"networking.htpAddress\""), "{}", out.stderr);
+    let out = coder
+        .run(&["server", "--config", file.to_str().unwrap()])
+        .failure(2);
+    assert!(
+        out.stderr.contains("unknown key \"networking.htpAddress\""),
+        "{}",
+        out.stderr
+    );
 
-    let out = coder.run(&["server", "--tls-enable", "--http-address", ""]).failure(1);
-    assert_eq!(out.stderr, "error: --tls-cert-file is required with --tls-enable\n");
+    let out = coder
+        .run(&["server", "--tls-enable", "--http-address", ""])
+        .failure(1);
+    assert_eq!(
+        out.stderr,
+        "error: --tls-cert-file is required with --tls-enable\n"
+    );
     let out = coder.run(&["server", "--http-address", ""]).failure(1);
-    assert!(out.stderr.contains("there is nothing to listen on"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("there is nothing to listen on"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]
@@ -135,9 +199,18 @@ async fn a_busy_port_is_reported_with_its_option() {
     let db = TestDb::new().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let out = coder().run(&["server", "--postgres-url", &db.url, "--http-address", &address]).failure(1);
+    let out = coder()
+        .run(&[
+            "server",
+            "--postgres-url",
+            &db.url,
+            "--http-address",
+            &address,
+        ])
+        .failure(1);
     assert!(
-        out.stderr.starts_with(&format!("error: listening on --http-address {address}: ")),
+        out.stderr
+            .starts_with(&format!("error: listening on --http-address {address}: ")),
         "{}",
         out.stderr
     );
@@ -146,10 +219,17 @@ async fn a_busy_port_is_reported_with_its_option() {
 #[test]
 fn an_unreachable_database_is_a_clear_error() {
     let out = coder()
-        .run(&["server", "--postgres-url", "postgres://coder@127.0.0.1:1/coder", "--http-address", "127.0.0.1:0"])
+        .run(&[
+            "server",
+            "--postgres-url",
+            "postgres://coder@127.0.0.1:1/coder",
+            "--http-address",
+            "127.0.0.1:0",
+        ])
         .failure(1);
     assert!(
-        out.stderr.contains("error: preparing the database: connecting to PostgreSQL"),
+        out.stderr
+            .contains("error: preparing the database: connecting to PostgreSQL"),
         "{}",
         out.stderr
     );

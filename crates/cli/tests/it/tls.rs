@@ -19,7 +19,10 @@ fn pki() -> Pki {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issue = |names: Vec<String>| {
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
         (cert.pem(), key.serialize_pem())
     };
     let (server_cert, server_key) = issue(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
@@ -37,7 +40,8 @@ fn https_client(pki: &Pki, with_identity: bool) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()]);
     if with_identity {
-        builder = builder.identity(reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap());
+        builder =
+            builder.identity(reqwest::Identity::from_pem(pki.client_identity.as_bytes()).unwrap());
     }
     builder.build().unwrap()
 }
@@ -52,27 +56,51 @@ async fn https_with_required_client_certificates() {
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_owned()
     };
-    let (cert, key, ca) = (write("cert.pem", &pki.server_cert), write("key.pem", &pki.server_key), write("ca.pem", &pki.ca_pem));
+    let (cert, key, ca) = (
+        write("cert.pem", &pki.server_cert),
+        write("key.pem", &pki.server_key),
+        write("ca.pem", &pki.ca_pem),
+    );
     let server = coder.server(&[
-        "--postgres-url", &db.url,
-        "--http-address", "",
+        "--postgres-url",
+        &db.url,
+        "--http-address",
+        "",
         "--tls-enable",
-        "--tls-address", "127.0.0.1:0",
-        "--tls-cert-file", &cert,
-        "--tls-key-file", &key,
-        "--tls-client-auth", "require-and-verify",
-        "--tls-client-ca-file", &ca,
+        "--tls-address",
+        "127.0.0.1:0",
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-client-auth",
+        "require-and-verify",
+        "--tls-client-ca-file",
+        &ca,
     ]);
     assert_eq!(server.url.scheme(), "https");
-    assert!(server.transcript.contains("Started TLS/HTTPS listener at https://127.0.0.1:"), "{}", server.transcript);
+    assert!(
+        server
+            .transcript
+            .contains("Started TLS/HTTPS listener at https://127.0.0.1:"),
+        "{}",
+        server.transcript
+    );
     let buildinfo = server.url.join("/api/v2/buildinfo").unwrap();
 
-    let response = https_client(&pki, true).get(buildinfo.clone()).send().await.unwrap();
+    let response = https_client(&pki, true)
+        .get(buildinfo.clone())
+        .send()
+        .await
+        .unwrap();
     let info: sdk::BuildInfo = response.json().await.unwrap();
     assert_eq!(info.external_url, server.url.as_str().trim_end_matches('/'));
 
     let refused = https_client(&pki, false).get(buildinfo).send().await;
-    assert!(refused.is_err(), "a client without a certificate must be refused");
+    assert!(
+        refused.is_err(),
+        "a client without a certificate must be refused"
+    );
 
     // The session cookie is Secure behind an https access URL.
     let client = https_client(&pki, true);
@@ -88,5 +116,10 @@ async fn https_with_required_client_certificates() {
         .send()
         .await
         .unwrap();
-    assert!(login.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(
+        login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
 }

@@ -22,7 +22,10 @@ use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/users/{user}/keys/tokens", get(list_tokens).post(create_token))
+        .route(
+            "/users/{user}/keys/tokens",
+            get(list_tokens).post(create_token),
+        )
         .route("/users/{user}/keys/tokens/{name}", get(token_by_name))
         .route("/users/{user}/keys/{id}", delete(delete_key).get(key_by_id))
 }
@@ -57,12 +60,23 @@ async fn create_token(
         .subject
         .authorize(Action::Create, Resource::ApiKeys { owner: owner.id })?;
     if !matches!(request.scope.as_str(), "" | "all") {
-        return Err(ApiError::bad_request("Invalid token scope.")
-            .detail(format!("{:?} is not a scope; the only scope is \"all\"", request.scope)));
+        return Err(
+            ApiError::bad_request("Invalid token scope.").detail(format!(
+                "{:?} is not a scope; the only scope is \"all\"",
+                request.scope
+            )),
+        );
     }
     let lifetime = match u64::try_from(request.lifetime) {
-        Err(_) => return Err(ApiError::bad_request("Token lifetime must not be negative.")),
-        Ok(0) => state.config.default_token_lifetime.min(state.config.max_token_lifetime),
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "Token lifetime must not be negative.",
+            ));
+        }
+        Ok(0) => state
+            .config
+            .default_token_lifetime
+            .min(state.config.max_token_lifetime),
         Ok(nanos) => Duration::from_nanos(nanos),
     };
     if lifetime > state.config.max_token_lifetime {
@@ -72,7 +86,9 @@ async fn create_token(
         )));
     }
     if lifetime < Duration::from_secs(1) {
-        return Err(ApiError::bad_request("Token lifetime must be at least one second."));
+        return Err(ApiError::bad_request(
+            "Token lifetime must be at least one second.",
+        ));
     }
     let name = if request.token_name.is_empty() {
         generated_name()
@@ -91,7 +107,9 @@ async fn create_token(
         Err(err) if err.status() == StatusCode::INTERNAL_SERVER_ERROR => {
             // A unique-name violation surfaces here as a store error; check for it explicitly.
             if state.store.token_by_name(owner.id, &name).await?.is_some() {
-                Err(ApiError::conflict(format!("A token named {name:?} already exists.")))
+                Err(ApiError::conflict(format!(
+                    "A token named {name:?} already exists."
+                )))
             } else {
                 Err(err)
             }
@@ -114,7 +132,9 @@ async fn list_tokens(
 ) -> Result<Json<Vec<ApiKeyWithOwner>>, ApiError> {
     let owner = resolve_user(&state, &current, &user).await?;
     let rows = if query.include_all {
-        current.subject.authorize(Action::Read, Resource::AllApiKeys)?;
+        current
+            .subject
+            .authorize(Action::Read, Resource::AllApiKeys)?;
         state.store.tokens(None).await?
     } else {
         current
@@ -203,7 +223,10 @@ async fn owned_key(
 
 fn is_valid_token_name(name: &str) -> bool {
     name.len() <= 64
-        && name.bytes().next().is_some_and(|byte| byte.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric())
         && name
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
@@ -215,7 +238,7 @@ fn generated_name() -> String {
 
 fn format_duration(duration: Duration) -> String {
     let hours = duration.as_secs() / 3600;
-    if hours > 0 && duration.as_secs() % 3600 == 0 {
+    if hours > 0 && duration.as_secs().is_multiple_of(3600) {
         format!("{hours}h")
     } else {
         format!("{}s", duration.as_secs())

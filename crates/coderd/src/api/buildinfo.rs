@@ -14,11 +14,18 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn build_info(State(state): State<AppState>) -> Json<sdk::BuildInfo> {
-    let access_url = state.config.access_url.as_str().trim_end_matches('/').to_owned();
+    let access_url = state
+        .config
+        .access_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
     Json(sdk::BuildInfo {
         external_url: access_url.clone(),
         version: crate::VERSION.to_owned(),
-        commit: option_env!("CODER_BUILD_COMMIT").unwrap_or_default().to_owned(),
+        commit: option_env!("CODER_BUILD_COMMIT")
+            .unwrap_or_default()
+            .to_owned(),
         dashboard_url: access_url,
         workspace_proxy: false,
         agent_api_version: "1.0".to_owned(),

@@ -25,7 +25,10 @@ pub(crate) fn routes() -> Router<AppState> {
                 .detail("See the API reference in the README for the routes that exist.")
         })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed on this route.")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed on this route.",
+            )
         })
 }
 
@@ -34,7 +37,15 @@ pub(crate) fn site_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "OK" }))
         .route("/", get(index))
-        .fallback(|| async { (StatusCode::NOT_FOUND, Html(page("Not found", "<p>There is nothing at this address.</p>"))) })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Html(page(
+                    "Not found",
+                    "<p>There is nothing at this address.</p>",
+                )),
+            )
+        })
 }
 
 /// The start page until the dashboard (issue #7) replaces it: honest about what exists.

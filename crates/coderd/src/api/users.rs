@@ -26,7 +26,10 @@ use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/users/first", get(first_user_exists).post(create_first_user))
+        .route(
+            "/users/first",
+            get(first_user_exists).post(create_first_user),
+        )
         .route("/users/login", post(login))
         .route("/users/logout", post(logout))
         .route("/users", get(list_users).post(create_user))
@@ -83,7 +86,9 @@ pub(crate) async fn resolve_user(
         state.store.user_by_username(name).await?
     };
     let row = row.ok_or_else(ApiError::not_found)?;
-    current.subject.authorize(Action::Read, Resource::User(row.id))?;
+    current
+        .subject
+        .authorize(Action::Read, Resource::User(row.id))?;
     Ok(row)
 }
 
@@ -156,7 +161,9 @@ async fn login(
         return Ok((headers, error).into_response());
     }
     let user = state.store.user_by_email(request.email.trim()).await?;
-    let hash = user.as_ref().and_then(|user| user.hashed_password.as_deref());
+    let hash = user
+        .as_ref()
+        .and_then(|user| user.hashed_password.as_deref());
     let password_ok = passwords::verify(&request.password, hash).await?;
     let user = match user {
         Some(user) if password_ok => user,
@@ -225,9 +232,11 @@ async fn list_users(
                 filter.status = Some(status.to_owned());
             }
             Some((key, _)) => {
-                return Err(ApiError::bad_request("Invalid user search query.").detail(format!(
-                    "unknown filter {key:?}; use free text or status:active|suspended"
-                )));
+                return Err(
+                    ApiError::bad_request("Invalid user search query.").detail(format!(
+                        "unknown filter {key:?}; use free text or status:active|suspended"
+                    )),
+                );
             }
             None => words.push(term),
         }
@@ -265,7 +274,12 @@ async fn create_user(
         }),
     }
     for organization in &request.organization_ids {
-        if state.store.organization(&organization.to_string()).await?.is_none() {
+        if state
+            .store
+            .organization(&organization.to_string())
+            .await?
+            .is_none()
+        {
             problems.push(ValidationError {
                 field: "organization_ids".to_owned(),
                 detail: format!("organization {organization} does not exist"),
@@ -285,16 +299,27 @@ async fn create_user(
         username: request.username,
         name: request.name,
         hashed_password,
-        login_type: if login_type == LoginType::None { "none" } else { "password" }.to_owned(),
+        login_type: if login_type == LoginType::None {
+            "none"
+        } else {
+            "password"
+        }
+        .to_owned(),
         rbac_roles: Vec::new(),
         organization_ids: request.organization_ids.iter().map(|id| id.0).collect(),
     };
     match state.store.insert_user(&user).await {
         Ok(row) => Ok((StatusCode::CREATED, Json(to_sdk(&row)))),
         Err(store::Error::UniqueViolation { constraint }) => {
-            let field = if constraint.contains("email") { "email" } else { "username" };
-            Err(ApiError::conflict(format!("A user with this {field} already exists."))
-                .detail(format!("{field} must be unique")))
+            let field = if constraint.contains("email") {
+                "email"
+            } else {
+                "username"
+            };
+            Err(
+                ApiError::conflict(format!("A user with this {field} already exists."))
+                    .detail(format!("{field} must be unique")),
+            )
         }
         Err(err) => Err(err.into()),
     }
@@ -390,7 +415,9 @@ async fn update_roles(
         return Err(ApiError::forbidden().detail("Only owners may grant or revoke the owner role."));
     }
     if row.id == current.user.id && was_owner && !will_be_owner {
-        return Err(ApiError::bad_request("You cannot remove your own owner role."));
+        return Err(ApiError::bad_request(
+            "You cannot remove your own owner role.",
+        ));
     }
     roles.sort();
     let names: Vec<String> = roles.iter().map(|role| role.name().to_owned()).collect();
@@ -413,9 +440,9 @@ fn problem(problems: &mut Vec<ValidationError>, field: &str, detail: &str) {
 pub(crate) fn check_username(username: &str, problems: &mut Vec<ValidationError>) {
     let well_formed = !username.is_empty()
         && username.len() <= 32
-        && username.split('-').all(|part| {
-            !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_alphanumeric())
-        });
+        && username
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_alphanumeric()));
     if !well_formed {
         problem(
             problems,
@@ -431,9 +458,9 @@ fn check_email(email: &str, problems: &mut Vec<ValidationError>) {
     let email = email.trim();
     let well_formed = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
     if !well_formed {
         problem(problems, "email", "must be an email address");
     }

@@ -15,9 +15,14 @@ async fn build_info_and_health_need_no_session() {
     assert_eq!(info.external_url, server.url.as_str().trim_end_matches('/'));
     assert_eq!(info.deployment_id.len(), 36);
 
-    let response = reqwest::get(server.url.join("/healthz").unwrap()).await.unwrap();
+    let response = reqwest::get(server.url.join("/healthz").unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-coder-build-version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        response.headers()["x-coder-build-version"],
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["x-request-id"].len(), 36);
     assert_eq!(response.text().await.unwrap(), "OK");
@@ -41,14 +46,24 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
     assert_eq!(body["message"], "Request body must be valid JSON.");
     assert!(body["detail"].as_str().unwrap().contains("EOF"), "{body}");
 
-    let (status, body) = send(&server, Method::POST, "/api/v2/users/login", None, Some(json!({"email": 5}))).await;
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/api/v2/users/login",
+        None,
+        Some(json!({"email": 5})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["message"], "Request body has the wrong shape.");
 
     let response = client.post(url.clone()).body("{}").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let huge = format!("{{\"email\": \"{}\", \"password\": \"x\"}}", "a".repeat(2 << 20));
+    let huge = format!(
+        "{{\"email\": \"{}\", \"password\": \"x\"}}",
+        "a".repeat(2 << 20)
+    );
     let response = client
         .post(url)
         .header("content-type", "application/json")
@@ -77,12 +92,20 @@ async fn metrics_use_coders_names_and_route_templates() {
     let server = TestServer::start().await;
     let admin = server.first_user().await;
     admin.client.user("admin").await.unwrap();
-    let text = reqwest::get(server.metrics_url.clone()).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(server.metrics_url.clone())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         text.contains(r#"coderd_api_requests_processed_total{code="200",method="GET",path="/api/v2/users/{user}"} 2"#),
         "{text}"
     );
-    assert!(text.contains("# TYPE coderd_api_request_latencies_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE coderd_api_request_latencies_seconds histogram"),
+        "{text}"
+    );
     assert!(text.contains("coderd_api_concurrent_requests 0"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
 }

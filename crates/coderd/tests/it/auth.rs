@@ -26,24 +26,31 @@ async fn exactly_one_first_user_even_when_racing() {
     assert!(!client.has_first_user().await.unwrap());
     let attempts = (0..8).map(|idx| {
         let client = client.clone();
-        async move { client.create_first_user(&first_user_request(&format!("owner{idx}"))).await }
+        async move {
+            client
+                .create_first_user(&first_user_request(&format!("owner{idx}")))
+                .await
+        }
     });
     let results = futures_join_all(attempts).await;
     let created = results.iter().filter(|result| result.is_ok()).count();
     assert_eq!(created, 1, "{results:?}");
     for result in results.iter().filter_map(|result| result.as_ref().err()) {
         assert_eq!(result.status(), Some(409));
-        assert_eq!(result.to_string(), "The initial user has already been created!");
+        assert_eq!(
+            result.to_string(),
+            "The initial user has already been created!"
+        );
     }
     assert!(client.has_first_user().await.unwrap());
     let (status, _) = send(&server, Method::GET, "/api/v2/users/first", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
 
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut outputs = Vec::new();
@@ -79,7 +86,10 @@ async fn first_user_is_validated() {
 async fn wrong_password_and_unknown_email_look_the_same() {
     let server = TestServer::start().await;
     server.first_user().await;
-    for (email, password) in [("admin@example.com", "wrong-password"), ("nobody@example.com", PASSWORD)] {
+    for (email, password) in [
+        ("admin@example.com", "wrong-password"),
+        ("nobody@example.com", PASSWORD),
+    ] {
         let (status, body) = send(
             &server,
             Method::POST,
@@ -127,10 +137,19 @@ async fn session_cookie_is_http_only_and_authenticates() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("coder_session_token="), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain HTTP access URL: {cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP access URL: {cookie}"
+    );
     let pair = cookie.split(';').next().unwrap().to_owned();
 
     let client = reqwest::Client::new();
@@ -170,7 +189,10 @@ async fn query_token_is_accepted_only_for_websockets() {
     let admin = server.first_user().await;
     let url = server
         .url
-        .join(&format!("/api/v2/users/me?coder_session_token={}", admin.token.expose()))
+        .join(&format!(
+            "/api/v2/users/me?coder_session_token={}",
+            admin.token.expose()
+        ))
         .unwrap();
     let plain = reqwest::get(url.clone()).await.unwrap();
     assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
@@ -191,7 +213,10 @@ async fn logout_revokes_the_session() {
     admin.client.logout().await.unwrap();
     let err = admin.client.user("me").await.unwrap_err();
     assert_eq!(err.status(), Some(401));
-    assert_eq!(err.to_string(), "Your session token is invalid. Log in again with 'coder login'.");
+    assert_eq!(
+        err.to_string(),
+        "Your session token is invalid. Log in again with 'coder login'."
+    );
 }
 
 #[tokio::test]
@@ -201,9 +226,16 @@ async fn malformed_and_forged_tokens_are_refused() {
     let real = admin.token.expose().to_owned();
     let forged = format!("{}-{}", &real[..10], "A".repeat(22));
     for token in ["garbage", forged.as_str(), ""] {
-        let (status, body) = send(&server, Method::GET, "/api/v2/users/me", Some(token), None).await;
+        let (status, body) =
+            send(&server, Method::GET, "/api/v2/users/me", Some(token), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
-        assert!(body["message"].as_str().unwrap().starts_with("Your session token is invalid"), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Your session token is invalid"),
+            "{body}"
+        );
     }
     let (status, body) = send(&server, Method::GET, "/api/v2/users/me", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -217,7 +249,13 @@ async fn suspension_stops_every_token_at_once() {
     let bob = server.user_with_roles(&admin.client, "bob", &[]).await;
     let token = bob
         .client
-        .create_token("me", &CreateTokenRequest { token_name: "ci".into(), ..Default::default() })
+        .create_token(
+            "me",
+            &CreateTokenRequest {
+                token_name: "ci".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap()
         .key;
@@ -228,7 +266,10 @@ async fn suspension_stops_every_token_at_once() {
     for client in [&bob.client, &token_client] {
         let err = client.user("me").await.unwrap_err();
         assert_eq!(err.status(), Some(401));
-        assert!(err.to_string().starts_with("Your account is suspended"), "{err}");
+        assert!(
+            err.to_string().starts_with("Your account is suspended"),
+            "{err}"
+        );
     }
     let err = server
         .client()
@@ -249,19 +290,35 @@ async fn suspension_stops_every_token_at_once() {
 
 #[tokio::test]
 async fn token_lifecycle() {
-    let server = TestServer::start_with(|config| config.max_token_lifetime = Duration::from_secs(3600)).await;
+    let server =
+        TestServer::start_with(|config| config.max_token_lifetime = Duration::from_secs(3600))
+            .await;
     let admin = server.first_user().await;
     let create = |name: &str, lifetime: Duration| CreateTokenRequest {
         token_name: name.to_owned(),
         lifetime: lifetime.as_nanos() as i64,
         scope: String::new(),
     };
-    let too_long = admin.client.create_token("me", &create("long", Duration::from_secs(7200))).await;
-    assert_eq!(too_long.unwrap_err().to_string(), "Token lifetime is longer than this deployment allows (1h).");
+    let too_long = admin
+        .client
+        .create_token("me", &create("long", Duration::from_secs(7200)))
+        .await;
+    assert_eq!(
+        too_long.unwrap_err().to_string(),
+        "Token lifetime is longer than this deployment allows (1h)."
+    );
 
-    let token = admin.client.create_token("me", &create("ci", Duration::from_secs(60))).await.unwrap().key;
+    let token = admin
+        .client
+        .create_token("me", &create("ci", Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .key;
     assert!(token.expose().len() == 33 && token.expose().as_bytes()[10] == b'-');
-    let duplicate = admin.client.create_token("me", &create("CI", Duration::from_secs(60))).await;
+    let duplicate = admin
+        .client
+        .create_token("me", &create("CI", Duration::from_secs(60)))
+        .await;
     assert_eq!(duplicate.unwrap_err().status(), Some(409));
 
     let listed = admin.client.tokens("me").await.unwrap();
@@ -270,21 +327,42 @@ async fn token_lifecycle() {
     assert_eq!(listed[0].key.lifetime_seconds, 60);
     assert_eq!(listed[0].username, "admin");
     let listed_json = serde_json::to_string(&listed).unwrap();
-    assert!(!listed_json.contains(token.expose().split('-').nth(1).unwrap()), "secrets are never listed");
+    assert!(
+        !listed_json.contains(token.expose().split('-').nth(1).unwrap()),
+        "secrets are never listed"
+    );
 
     let token_client = server.client().with_session_token(token);
     assert_eq!(token_client.user("me").await.unwrap().username, "admin");
-    admin.client.delete_api_key("me", &listed[0].key.id.0).await.unwrap();
-    assert_eq!(token_client.user("me").await.unwrap_err().status(), Some(401));
+    admin
+        .client
+        .delete_api_key("me", &listed[0].key.id.0)
+        .await
+        .unwrap();
+    assert_eq!(
+        token_client.user("me").await.unwrap_err().status(),
+        Some(401)
+    );
 
     // A token that expires stops working.
-    let short = admin.client.create_token("me", &create("short", Duration::from_secs(1))).await.unwrap().key;
+    let short = admin
+        .client
+        .create_token("me", &create("short", Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .key;
     let short_client = server.client().with_session_token(short);
     eventually(Duration::from_secs(10), "the 1s token to expire", || {
         let client = short_client.clone();
         async move {
             match client.user("me").await {
-                Err(err) if err.to_string().starts_with("Your session token has expired") => Some(()),
+                Err(err)
+                    if err
+                        .to_string()
+                        .starts_with("Your session token has expired") =>
+                {
+                    Some(())
+                }
                 _ => None,
             }
         }

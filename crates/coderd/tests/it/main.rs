@@ -1,4 +1,5 @@
 //! The server in-process on real PostgreSQL, driven over HTTP as clients do.
+#![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
 mod api;
 mod auth;

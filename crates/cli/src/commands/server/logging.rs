@@ -14,8 +14,14 @@ fn writer(path: &str, option: &str) -> Result<Option<(BoxMakeWriter, bool)>> {
     use std::io::IsTerminal;
     Ok(match path {
         "" => None,
-        "/dev/stderr" => Some((BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal())),
-        "/dev/stdout" => Some((BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal())),
+        "/dev/stderr" => Some((
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )),
+        "/dev/stdout" => Some((
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )),
         path => {
             let file = OpenOptions::new()
                 .create(true)
@@ -27,8 +33,7 @@ fn writer(path: &str, option: &str) -> Result<Option<(BoxMakeWriter, bool)>> {
     })
 }
 
-/// Installs the subscriber for the process. The returned value keeps nothing alive today;
-/// it is there so a buffered writer can be flushed on drop later.
+/// Installs the subscriber for the process.
 pub(super) fn install(human: &str, json: &str, filter: Option<&str>, verbose: bool) -> Result<()> {
     let default = if verbose { "debug" } else { "info" };
     let directives = filter.unwrap_or(default);

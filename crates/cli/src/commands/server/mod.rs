@@ -81,12 +81,22 @@ pub(crate) struct ServerArgs {
           value_parser = parse_listen_address, help_heading = "Networking / TLS")]
     tls_address: String,
     /// PEM certificate (chain) for HTTPS.
-    #[arg(long, env = "CODER_TLS_CERT_FILE", value_delimiter = ',', value_name = "FILE",
-          help_heading = "Networking / TLS")]
+    #[arg(
+        long,
+        env = "CODER_TLS_CERT_FILE",
+        value_delimiter = ',',
+        value_name = "FILE",
+        help_heading = "Networking / TLS"
+    )]
     tls_cert_file: Vec<PathBuf>,
     /// PEM private key for HTTPS.
-    #[arg(long, env = "CODER_TLS_KEY_FILE", value_delimiter = ',', value_name = "FILE",
-          help_heading = "Networking / TLS")]
+    #[arg(
+        long,
+        env = "CODER_TLS_KEY_FILE",
+        value_delimiter = ',',
+        value_name = "FILE",
+        help_heading = "Networking / TLS"
+    )]
     tls_key_file: Vec<PathBuf>,
     /// Client certificates: none, request, require-any, verify-if-given or require-and-verify.
     #[arg(long, env = "CODER_TLS_CLIENT_AUTH", default_value = "none",
@@ -94,8 +104,12 @@ pub(crate) struct ServerArgs {
           help_heading = "Networking / TLS")]
     tls_client_auth: coderd::tls::ClientAuth,
     /// PEM CA certificates that sign client certificates.
-    #[arg(long, env = "CODER_TLS_CLIENT_CA_FILE", value_name = "FILE",
-          help_heading = "Networking / TLS")]
+    #[arg(
+        long,
+        env = "CODER_TLS_CLIENT_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Networking / TLS"
+    )]
     tls_client_ca_file: Option<PathBuf>,
     /// Oldest TLS version accepted: tls12 or tls13.
     #[arg(long, env = "CODER_TLS_MIN_VERSION", default_value = "tls12",
@@ -105,7 +119,12 @@ pub(crate) struct ServerArgs {
 
     /// PostgreSQL URL; without one the server runs a built-in PostgreSQL in
     /// <global-config>/postgres.
-    #[arg(long, env = "CODER_PG_CONNECTION_URL", hide_env_values = true, help_heading = "Database")]
+    #[arg(
+        long,
+        env = "CODER_PG_CONNECTION_URL",
+        hide_env_values = true,
+        help_heading = "Database"
+    )]
     postgres_url: Option<String>,
 
     /// Serve Prometheus metrics on --prometheus-address.
@@ -118,11 +137,20 @@ pub(crate) struct ServerArgs {
           value_parser = parse_listen_address, help_heading = "Introspection")]
     prometheus_address: String,
     /// Human-readable logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
-    #[arg(long, env = "CODER_LOGGING_HUMAN", default_value = "/dev/stderr",
-          help_heading = "Introspection")]
+    #[arg(
+        long,
+        env = "CODER_LOGGING_HUMAN",
+        default_value = "/dev/stderr",
+        help_heading = "Introspection"
+    )]
     log_human: String,
     /// JSON logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
-    #[arg(long, env = "CODER_LOGGING_JSON", default_value = "", help_heading = "Introspection")]
+    #[arg(
+        long,
+        env = "CODER_LOGGING_JSON",
+        default_value = "",
+        help_heading = "Introspection"
+    )]
     log_json: String,
     /// Which logs to keep, as tracing directives (e.g. 'info,coderd=debug')
     /// [default: info, or debug with --verbose].
@@ -240,7 +268,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         output::line(yaml.trim_end())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let _logging = logging::install(&args.log_human, &args.log_json, args.log_filter.as_deref(), global.verbose)?;
+    logging::install(
+        &args.log_human,
+        &args.log_json,
+        args.log_filter.as_deref(),
+        global.verbose,
+    )?;
     if let Some(ServerCommand::PostgresBuiltinServe { raw_url }) = args.command {
         return postgres_builtin_serve(global, raw_url).await;
     }
@@ -248,7 +281,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         bail!("--http-address is empty and --tls-enable is off: there is nothing to listen on");
     }
     if args.telemetry {
-        tracing::warn!("telemetry is enabled, but this build has no telemetry endpoint: nothing is sent");
+        tracing::warn!(
+            "telemetry is enabled, but this build has no telemetry endpoint: nothing is sent"
+        );
     }
     if args.update_check {
         tracing::warn!("update checks are not implemented: nothing is fetched");
@@ -381,7 +416,10 @@ async fn postgres_builtin_serve(global: &GlobalArgs, raw_url: bool) -> Result<Ex
     if raw_url {
         output::line(postgres.url())?;
     } else {
-        output::line(format!("Started built-in PostgreSQL: psql \"{}\"", postgres.url()))?;
+        output::line(format!(
+            "Started built-in PostgreSQL: psql \"{}\"",
+            postgres.url()
+        ))?;
     }
     wait_for_signal().await?;
     postgres.stop().await?;
@@ -401,23 +439,44 @@ mod tests {
         let server = command.find_subcommand("server").unwrap();
         for arg in server.get_arguments() {
             let id = arg.get_id().as_str();
-            if matches!(id, "config" | "write_config" | "help" | "url" | "token" | "global_config" | "verbose" | "version") {
+            if matches!(
+                id,
+                "config"
+                    | "write_config"
+                    | "help"
+                    | "url"
+                    | "token"
+                    | "global_config"
+                    | "verbose"
+                    | "version"
+            ) {
                 continue;
             }
             let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
-            assert!(env.as_deref().is_some_and(|env| env.starts_with("CODER_")), "{id} has no CODER_ variable");
+            assert!(
+                env.as_deref().is_some_and(|env| env.starts_with("CODER_")),
+                "{id} has no CODER_ variable"
+            );
             assert!(
                 options::OPTIONS.iter().any(|spec| spec.id == id),
                 "{id} has no YAML key"
             );
         }
         for spec in options::OPTIONS {
-            assert!(server.get_arguments().any(|arg| arg.get_id() == spec.id), "{} is not an arg", spec.id);
+            assert!(
+                server.get_arguments().any(|arg| arg.get_id() == spec.id),
+                "{} is not an arg",
+                spec.id
+            );
         }
     }
 
     fn check_listen(input: &str, expected: Result<&str, ()>) {
-        assert_eq!(parse_listen_address(input).map_err(drop), expected.map(str::to_owned), "{input:?}");
+        assert_eq!(
+            parse_listen_address(input).map_err(drop),
+            expected.map(str::to_owned),
+            "{input:?}"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
+use clap::ArgMatches;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
-use clap::ArgMatches;
 use serde_yaml_ng::{Mapping, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,21 +38,53 @@ const fn option(id: &'static str, yaml: &'static str, kind: Kind) -> OptionSpec 
 /// Every server option, in the order `--write-config` prints them.
 pub(super) const OPTIONS: &[OptionSpec] = &[
     option("access_url", "networking.accessURL", Kind::Text),
-    option("wildcard_access_url", "networking.wildcardAccessURL", Kind::Text),
-    option("secure_auth_cookie", "networking.secureAuthCookie", Kind::Bool),
+    option(
+        "wildcard_access_url",
+        "networking.wildcardAccessURL",
+        Kind::Text,
+    ),
+    option(
+        "secure_auth_cookie",
+        "networking.secureAuthCookie",
+        Kind::Bool,
+    ),
     option("http_address", "networking.http.httpAddress", Kind::Text),
-    option("session_duration", "networking.http.sessionDuration", Kind::Text),
-    option("max_token_lifetime", "networking.http.maxTokenLifetime", Kind::Text),
-    option("default_token_lifetime", "networking.http.defaultTokenLifetime", Kind::Text),
+    option(
+        "session_duration",
+        "networking.http.sessionDuration",
+        Kind::Text,
+    ),
+    option(
+        "max_token_lifetime",
+        "networking.http.maxTokenLifetime",
+        Kind::Text,
+    ),
+    option(
+        "default_token_lifetime",
+        "networking.http.defaultTokenLifetime",
+        Kind::Text,
+    ),
     option("tls_enable", "networking.tls.enable", Kind::Bool),
     option("tls_address", "networking.tls.address", Kind::Text),
     option("tls_cert_file", "networking.tls.certFiles", Kind::List),
     option("tls_key_file", "networking.tls.keyFiles", Kind::List),
     option("tls_client_auth", "networking.tls.clientAuth", Kind::Text),
-    option("tls_client_ca_file", "networking.tls.clientCAFile", Kind::Text),
+    option(
+        "tls_client_ca_file",
+        "networking.tls.clientCAFile",
+        Kind::Text,
+    ),
     option("tls_min_version", "networking.tls.minVersion", Kind::Text),
-    option("prometheus_enable", "introspection.prometheus.enable", Kind::Bool),
-    option("prometheus_address", "introspection.prometheus.address", Kind::Text),
+    option(
+        "prometheus_enable",
+        "introspection.prometheus.enable",
+        Kind::Bool,
+    ),
+    option(
+        "prometheus_address",
+        "introspection.prometheus.address",
+        Kind::Text,
+    ),
     option("log_human", "introspection.logging.humanPath", Kind::Text),
     option("log_json", "introspection.logging.jsonPath", Kind::Text),
     option("log_filter", "introspection.logging.filter", Kind::Text),
@@ -74,11 +106,14 @@ fn config_error(path: &std::path::Path, message: impl std::fmt::Display) -> clap
     )
 }
 
+/// Values for one option from the YAML file: (clap arg id, values).
+pub(crate) type YamlDefaults = Vec<(&'static str, Vec<String>)>;
+
 /// For `coder server --config FILE`: the YAML values of the options that neither a flag nor an
 /// environment variable set, to become their defaults. `None` when there is no config file.
 pub(crate) fn config_file_defaults(
     matches: &ArgMatches,
-) -> Result<Option<Vec<(&'static str, Vec<String>)>>, clap::Error> {
+) -> Result<Option<YamlDefaults>, clap::Error> {
     let Some(("server", server)) = matches.subcommand() else {
         return Ok(None);
     };
@@ -115,9 +150,16 @@ fn flatten<'a>(value: &'a Value, prefix: String, leaves: &mut Vec<(String, &'a V
             for (key, child) in mapping {
                 let key = match key {
                     Value::String(key) => key.clone(),
-                    other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_owned(),
+                    other => serde_yaml_ng::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
                 };
-                let path = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                let path = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten(child, path, leaves);
             }
         }
@@ -151,7 +193,11 @@ pub(crate) fn effective_yaml(server: &ArgMatches) -> String {
     for spec in OPTIONS.iter().filter(|spec| !spec.secret) {
         let raw: Vec<String> = server
             .get_raw(spec.id)
-            .map(|values| values.map(|value| value.to_string_lossy().into_owned()).collect())
+            .map(|values| {
+                values
+                    .map(|value| value.to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let value = match spec.kind {
             Kind::Bool => Value::Bool(raw.first().is_some_and(|value| value == "true")),

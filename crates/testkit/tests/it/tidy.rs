@@ -1,0 +1,143 @@
+//! `tidy`: the architecture's invariants, each an absence, checked with `cargo metadata` and
+//! a scan of the sources so that a violation fails the build's tests, not a review.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Role crates: they never depend on each other.
+const ROLES: [&str; 4] = ["coderd", "agent", "wsproxy", "provisioner"];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_owned()
+}
+
+/// Each workspace crate's normal (non-dev) dependencies on other workspace crates.
+fn workspace_edges() -> BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let names: Vec<&str> = packages.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    packages
+        .iter()
+        .map(|package| {
+            let deps = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dep| dep["kind"].is_null())
+                .map(|dep| dep["name"].as_str().unwrap())
+                .filter(|name| names.contains(name))
+                .map(str::to_owned)
+                .collect();
+            (package["name"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect()
+}
+
+fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+fn crate_sources(name: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("crates").join(name).join("src"), &mut files);
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect()
+}
+
+#[test]
+fn dependencies_point_down() {
+    let edges = workspace_edges();
+    let mut problems = Vec::new();
+    for (krate, deps) in &edges {
+        for dep in deps {
+            if ROLES.contains(&krate.as_str()) && ROLES.contains(&dep.as_str()) {
+                problems.push(format!("role crate {krate} depends on role crate {dep}"));
+            }
+            if dep == "store" && !matches!(krate.as_str(), "coderd" | "testkit") {
+                problems.push(format!("{krate} depends on store; only coderd may"));
+            }
+            if dep == "testkit" {
+                problems.push(format!("{krate} depends on testkit outside dev-dependencies"));
+            }
+        }
+        if krate == "sdk" && !deps.is_empty() {
+            problems.push(format!("sdk depends on workspace crates {deps:?}"));
+        }
+    }
+    for role in ROLES.iter().chain(["sdk", "store"].iter()) {
+        if let Some(deps) = edges.get(*role)
+            && deps.iter().any(|dep| dep == "cli")
+        {
+            problems.push(format!("{role} depends on cli"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn sql_lives_only_in_store_and_argv_only_in_cli() {
+    let edges = workspace_edges();
+    let mut problems = Vec::new();
+    for krate in edges.keys() {
+        for (path, text) in crate_sources(krate) {
+            let shown = path.strip_prefix(workspace_root()).unwrap().display().to_string();
+            if krate != "store" && (text.contains("sqlx::query") || text.contains("SELECT ")) {
+                problems.push(format!("{shown}: SQL outside store"));
+            }
+            if krate != "cli" && krate != "testkit" && text.contains("env::var(\"CODER_") {
+                problems.push(format!("{shown}: reads a CODER_ variable outside cli"));
+            }
+            if krate != "cli" && text.contains("process::exit") {
+                problems.push(format!("{shown}: exits the process outside cli"));
+            }
+            if !text.starts_with("//!") {
+                problems.push(format!("{shown}: does not start with a //! module comment"));
+            }
+        }
+    }
+    let clap_users: Vec<&String> = edges
+        .keys()
+        .filter(|krate| *krate != "cli")
+        .filter(|krate| {
+            std::fs::read_to_string(workspace_root().join("crates").join(krate).join("Cargo.toml"))
+                .unwrap()
+                .lines()
+                .any(|line| line.starts_with("clap"))
+        })
+        .collect();
+    if !clap_users.is_empty() {
+        problems.push(format!("library crates depend on clap: {clap_users:?}"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_crate_states_its_job() {
+    for krate in workspace_edges().keys() {
+        let root = if krate == "cli" { "main.rs" } else { "lib.rs" };
+        let text =
+            std::fs::read_to_string(workspace_root().join("crates").join(krate).join("src").join(root))
+                .unwrap();
+        let doc: Vec<&str> = text.lines().take_while(|line| line.starts_with("//!")).collect();
+        assert!(doc.len() >= 2, "{krate}/src/{root} needs a //! paragraph stating its job");
+    }
+}
