@@ -8,21 +8,38 @@ use std::path::{Path, PathBuf};
 const ROLES: [&str; 4] = ["coderd", "agent", "wsproxy", "provisioner"];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_owned()
 }
 
 /// Each workspace crate's normal (non-dev) dependencies on other workspace crates.
 fn workspace_edges() -> BTreeMap<String, Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let packages = metadata["packages"].as_array().unwrap();
-    let names: Vec<&str> = packages.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     packages
         .iter()
         .map(|package| {
@@ -53,7 +70,10 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
 
 fn crate_sources(name: &str) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    rust_files(&workspace_root().join("crates").join(name).join("src"), &mut files);
+    rust_files(
+        &workspace_root().join("crates").join(name).join("src"),
+        &mut files,
+    );
     files
         .into_iter()
         .map(|path| {
@@ -76,7 +96,9 @@ fn dependencies_point_down() {
                 problems.push(format!("{krate} depends on store; only coderd may"));
             }
             if dep == "testkit" {
-                problems.push(format!("{krate} depends on testkit outside dev-dependencies"));
+                problems.push(format!(
+                    "{krate} depends on testkit outside dev-dependencies"
+                ));
             }
         }
         if krate == "sdk" && !deps.is_empty() {
@@ -99,7 +121,11 @@ fn sql_lives_only_in_store_and_argv_only_in_cli() {
     let mut problems = Vec::new();
     for krate in edges.keys() {
         for (path, text) in crate_sources(krate) {
-            let shown = path.strip_prefix(workspace_root()).unwrap().display().to_string();
+            let shown = path
+                .strip_prefix(workspace_root())
+                .unwrap()
+                .display()
+                .to_string();
             if krate != "store" && (text.contains("sqlx::query") || text.contains("SELECT ")) {
                 problems.push(format!("{shown}: SQL outside store"));
             }
@@ -118,10 +144,15 @@ fn sql_lives_only_in_store_and_argv_only_in_cli() {
         .keys()
         .filter(|krate| *krate != "cli")
         .filter(|krate| {
-            std::fs::read_to_string(workspace_root().join("crates").join(krate).join("Cargo.toml"))
-                .unwrap()
-                .lines()
-                .any(|line| line.starts_with("clap"))
+            std::fs::read_to_string(
+                workspace_root()
+                    .join("crates")
+                    .join(krate)
+                    .join("Cargo.toml"),
+            )
+            .unwrap()
+            .lines()
+            .any(|line| line.starts_with("clap"))
         })
         .collect();
     if !clap_users.is_empty() {
@@ -134,10 +165,21 @@ fn sql_lives_only_in_store_and_argv_only_in_cli() {
 fn every_crate_states_its_job() {
     for krate in workspace_edges().keys() {
         let root = if krate == "cli" { "main.rs" } else { "lib.rs" };
-        let text =
-            std::fs::read_to_string(workspace_root().join("crates").join(krate).join("src").join(root))
-                .unwrap();
-        let doc: Vec<&str> = text.lines().take_while(|line| line.starts_with("//!")).collect();
-        assert!(doc.len() >= 2, "{krate}/src/{root} needs a //! paragraph stating its job");
+        let text = std::fs::read_to_string(
+            workspace_root()
+                .join("crates")
+                .join(krate)
+                .join("src")
+                .join(root),
+        )
+        .unwrap();
+        let doc: Vec<&str> = text
+            .lines()
+            .take_while(|line| line.starts_with("//!"))
+            .collect();
+        assert!(
+            doc.len() >= 2,
+            "{krate}/src/{root} needs a //! paragraph stating its job"
+        );
     }
 }
