@@ -445,13 +445,20 @@ fn stop_orphan(data_path: &Path) -> Result<(), BuiltinError> {
 /// The directory holding both `initdb` and `postgres`: the first on PATH, else the newest
 /// version under /usr/lib/postgresql.
 fn find_binaries() -> Option<PathBuf> {
+    find_binaries_in(
+        std::env::var_os("PATH").as_deref(),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+fn find_binaries_in(path: Option<&std::ffi::OsStr>, versions_root: &Path) -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH")
-        && let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir))
+    if let Some(path) = path
+        && let Some(dir) = std::env::split_paths(path).find(|dir| has_both(dir))
     {
         return Some(dir);
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
         .ok()?
         .filter_map(Result::ok)
         .filter_map(|entry| {
@@ -532,6 +539,35 @@ mod tests {
 
     fn check(path: &str, expected: &str) {
         assert_eq!(percent_encode_path(Path::new(path)), expected);
+    }
+
+    #[test]
+    fn binaries_come_from_path_else_the_newest_version() {
+        let root = tempfile::tempdir().unwrap();
+        let make = |dir: &Path| {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("initdb"), "").unwrap();
+            fs::write(dir.join("postgres"), "").unwrap();
+        };
+        let versions = root.path().join("lib");
+        let empty = root.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        assert_eq!(find_binaries_in(Some(empty.as_os_str()), &versions), None);
+        make(&versions.join("9/bin"));
+        make(&versions.join("15/bin"));
+        assert_eq!(
+            find_binaries_in(Some(empty.as_os_str()), &versions),
+            Some(versions.join("15/bin"))
+        );
+        let on_path = root.path().join("bin");
+        make(&on_path);
+        let path = std::env::join_paths([&empty, &on_path]).unwrap();
+        assert_eq!(find_binaries_in(Some(&path), &versions), Some(on_path));
+        assert!(
+            BuiltinError::BinariesNotFound
+                .to_string()
+                .starts_with("PostgreSQL's server binaries (initdb, postgres) were found neither")
+        );
     }
 
     #[test]

@@ -100,6 +100,31 @@ impl Coder {
         command
     }
 
+    /// A shell script running `coder ARGS` with this user's environment, then printing
+    /// `EXIT=<code>` (for driving the binary inside a terminal, e.g. under tmux).
+    pub fn script(&self, args: &[&str]) -> String {
+        let quote = |text: &str| format!("'{}'", text.replace('\'', "'\\''"));
+        let mut script = String::from("#!/bin/sh\n");
+        script.push_str(&format!(
+            "export HOME={}\n",
+            quote(&self.home.path().to_string_lossy())
+        ));
+        script.push_str(&format!(
+            "export CODER_CONFIG_DIR={}\n",
+            quote(&self.config_dir().to_string_lossy())
+        ));
+        for (key, value) in &self.envs {
+            script.push_str(&format!("export {key}={}\n", quote(value)));
+        }
+        script.push_str(&quote(&self.binary.to_string_lossy()));
+        for arg in args {
+            script.push(' ');
+            script.push_str(&quote(arg));
+        }
+        script.push_str("\necho \"EXIT=$?\"\nsleep 60\n");
+        script
+    }
+
     /// Runs the binary to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         let output = self.command(args).output().expect("running coder");

@@ -196,3 +196,114 @@ fn unimplemented_commands_fail_honestly() {
             .contains("unrecognized subcommand 'no-such-command'")
     );
 }
+
+/// A terminal under tmux, for commands that prompt.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn start(script: &str, dir: &std::path::Path) -> Self {
+        let path = dir.join("run.sh");
+        std::fs::write(&path, script).unwrap();
+        let socket = format!("coder-test-{}", std::process::id());
+        let status = std::process::Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                "sh",
+            ])
+            .arg(&path)
+            .status()
+            .expect("tmux is installed");
+        assert!(status.success());
+        Self { socket }
+    }
+
+    fn screen(&self) -> String {
+        let output = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    async fn wait_for(&self, text: &str) -> String {
+        testkit::eventually(std::time::Duration::from_secs(20), text, || {
+            let screen = self.screen();
+            async move { screen.contains(text).then_some(screen) }
+        })
+        .await
+    }
+
+    fn type_line(&self, text: &str) {
+        for keys in [text, "Enter"] {
+            let mut command = std::process::Command::new("tmux");
+            command.args(["-L", &self.socket, "send-keys"]);
+            if keys != "Enter" {
+                command.arg("-l");
+            }
+            assert!(command.arg(keys).status().unwrap().success());
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_first_login_prompts_on_a_terminal() {
+    let server = TestServer::start().await;
+    let coder = coder();
+    let terminal = Terminal::start(&coder.script(&["login", &url(&server.url)]), coder.home());
+    terminal.wait_for("What username would you like?").await;
+    terminal.type_line("admin");
+    terminal.wait_for("What's your email?").await;
+    terminal.type_line("admin@example.com");
+    terminal.wait_for("Enter a password:").await;
+    terminal.type_line(PASSWORD);
+    terminal.wait_for("Confirm password:").await;
+    terminal.type_line(PASSWORD);
+    let screen = terminal.wait_for("EXIT=").await;
+    assert!(
+        screen.contains("Welcome to Coder, admin! You're authenticated."),
+        "{screen}"
+    );
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        !screen.contains(PASSWORD),
+        "the password is never echoed: {screen}"
+    );
+    assert!(
+        coder
+            .run(&["whoami"])
+            .success()
+            .stdout
+            .contains("authenticated as admin")
+    );
+
+    // Signing in again prompts for email and password.
+    let again = crate::coder();
+    let terminal = Terminal::start(&again.script(&["login", &url(&server.url)]), again.home());
+    terminal.wait_for("Email:").await;
+    terminal.type_line("admin@example.com");
+    terminal.wait_for("Password:").await;
+    terminal.type_line("not-the-password");
+    let screen = terminal.wait_for("EXIT=").await;
+    assert!(
+        screen.contains("error: logging in: Incorrect email or password."),
+        "{screen}"
+    );
+    assert!(screen.contains("EXIT=1"), "{screen}");
+}

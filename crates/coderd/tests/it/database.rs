@@ -1,6 +1,11 @@
 //! The database under the server: concurrent start-up on one database, and restarts.
 
-use testkit::{TestDb, TestServer};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use testkit::{TestDb, TestServer, eventually};
+
+use crate::send;
 
 #[tokio::test]
 async fn two_servers_starting_at_once_share_one_database() {
@@ -29,4 +34,50 @@ async fn a_restarted_server_keeps_users_and_sessions() {
     let server = TestServer::start_on(&db_url, |_| {}).await;
     let client = server.client().with_session_token(admin.token);
     assert_eq!(client.user("me").await.unwrap().username, "admin");
+}
+
+#[tokio::test]
+async fn a_database_restart_fails_requests_clearly_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("postgres");
+    let postgres = coderd::BuiltinPostgres::start(&cluster).await.unwrap();
+    let server = TestServer::start_on(postgres.url(), |_| {}).await;
+    let admin = server.first_user().await;
+
+    postgres.stop().await.unwrap();
+    let (status, body) = send(
+        &server,
+        Method::GET,
+        "/api/v2/users/me",
+        Some(admin.token.expose()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["message"], "An internal error occurred.");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Quote request id "),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("postgres"),
+        "internals stay in the log: {body}"
+    );
+
+    let postgres = coderd::BuiltinPostgres::start(&cluster).await.unwrap();
+    let me = eventually(
+        Duration::from_secs(30),
+        "the server to use the restarted database",
+        || {
+            let client = admin.client.clone();
+            async move { client.user("me").await.ok() }
+        },
+    )
+    .await;
+    assert_eq!(me.username, "admin");
+    server.stop().await;
+    postgres.stop().await.unwrap();
 }
