@@ -103,7 +103,7 @@ impl ConfigDir {
 /// `SSL_CERT_FILE`).
 pub(crate) fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
-        .user_agent(concat!("coder-cli/", env!("CARGO_PKG_VERSION")))
+        .user_agent(format!("coder-cli/{}", coderd::VERSION))
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .build()

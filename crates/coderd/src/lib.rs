@@ -45,8 +45,13 @@ pub use state::AppState;
 /// The built-in cluster, for `coder server postgres-builtin-serve`.
 pub use store::builtin::BuiltinPostgres;
 
-/// The version every API answer and `coder --version` report.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version every API answer and `coder --version` report: `CODER_BUILD_VERSION` at build
+/// time (release builds set it), else `0.0.0-devel` as Coder's development builds say. Crate
+/// versions stay 0.0.0; this is the product's.
+pub const VERSION: &str = match option_env!("CODER_BUILD_VERSION") {
+    Some(version) => version,
+    None => "0.0.0-devel",
+};
 
 /// The sockets the server serves on, already bound by the caller.
 #[derive(Default)]

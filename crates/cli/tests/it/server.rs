@@ -234,3 +234,50 @@ fn an_unreachable_database_is_a_clear_error() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_go_to_the_named_file() {
+    let db = TestDb::new().await;
+    let coder = coder();
+    let log = coder.home().join("server.json");
+    let server = coder.server(&[
+        "--postgres-url",
+        &db.url,
+        "--http-address",
+        "127.0.0.1:0",
+        "--log-human",
+        "",
+        "--log-json",
+        log.to_str().unwrap(),
+    ]);
+    coder
+        .run(&[
+            "login",
+            &url(&server.url),
+            "--first-user-username=admin",
+            "--first-user-email=admin@example.com",
+            &format!("--first-user-password={}", testkit::PASSWORD),
+        ])
+        .success();
+    let (code, output) = server.stop_with(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+    assert!(
+        !output.contains("INFO"),
+        "no human logs when --log-human is empty: {output}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect();
+    let created = events
+        .iter()
+        .find(|event| event["fields"]["message"] == "created the first user")
+        .unwrap_or_else(|| panic!("no first-user event in {text}"));
+    assert_eq!(created["level"], "INFO");
+    assert_eq!(created["fields"]["username"], "admin");
+    assert!(
+        !text.contains(testkit::PASSWORD),
+        "secrets never reach the log"
+    );
+}

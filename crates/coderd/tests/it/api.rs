@@ -10,7 +10,7 @@ use crate::send;
 async fn build_info_and_health_need_no_session() {
     let server = TestServer::start().await;
     let info = server.client().build_info().await.unwrap();
-    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.version, coderd::VERSION);
     assert!(!info.workspace_proxy);
     assert_eq!(info.external_url, server.url.as_str().trim_end_matches('/'));
     assert_eq!(info.deployment_id.len(), 36);
@@ -19,10 +19,7 @@ async fn build_info_and_health_need_no_session() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["x-coder-build-version"],
-        env!("CARGO_PKG_VERSION")
-    );
+    assert_eq!(response.headers()["x-coder-build-version"], coderd::VERSION);
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["x-request-id"].len(), 36);
     assert_eq!(response.text().await.unwrap(), "OK");
