@@ -13,7 +13,7 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -147,6 +147,7 @@ impl BuiltinPostgres {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&prepared.log_path)
             .map_err(io_error(&prepared.log_path))?;
         let log_err = log.try_clone().map_err(io_error(&prepared.log_path))?;
@@ -289,6 +290,7 @@ fn prepare(dir: &Path) -> Result<Prepared, BuiltinError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .map_err(io_error(&lock_path))?;
     let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {

@@ -38,6 +38,19 @@ fn built_in_postgres_survives_restarts_and_sigkill() {
         ])
         .success();
 
+    // Nothing in the cluster's directory is readable by others.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&entry.metadata().unwrap().permissions());
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} is mode {mode:o}",
+            entry.path().display()
+        );
+    }
+
     // A second server cannot take the same cluster.
     let out = coder
         .run(&["server", "--http-address", "127.0.0.1:0"])
