@@ -1,0 +1,2 @@
+resource "terraform_data" "oops" {
+  input = "no closing brace"
