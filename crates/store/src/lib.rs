@@ -9,7 +9,11 @@
 mod api_keys;
 pub mod builtin;
 mod error;
+mod files;
+mod jobs;
 mod organizations;
+mod pubsub;
+mod templates;
 mod users;
 
 use std::str::FromStr;
@@ -19,7 +23,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub use api_keys::{ApiKeyRow, NewApiKey};
 pub use error::Error;
+pub use files::FileRow;
+pub use jobs::{JOB_POSTED_CHANNEL, JobLogRow, JobRow, NewJob, NewJobLog, job_logs_channel};
 pub use organizations::OrganizationRow;
+pub use pubsub::{Listener, Notification};
+pub use templates::{NewTemplate, TemplateRow, TemplateVersionRow};
 pub use users::{NewUser, UserFilter, UserRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -28,6 +36,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    url: String,
 }
 
 impl Store {
@@ -42,7 +51,10 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(Error::Connect)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            url: url.to_owned(),
+        })
     }
 
     /// Brings the schema up to date. Safe to run from several servers at once: sqlx holds a
@@ -56,6 +68,11 @@ impl Store {
     pub async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The URL this store connected to (it may hold a password: never print it).
+    pub fn url(&self) -> String {
+        self.url.clone()
     }
 
     /// Closes every connection; later queries fail.
