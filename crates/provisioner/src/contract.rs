@@ -3,10 +3,7 @@
 //! what it gives back (the `coder_agent` output: the agent's startup script, environment,
 //! directory, apps and metadata). README.md documents it for template authors.
 
-use std::collections::BTreeMap;
-
-use sdk::Secret;
-use serde::{Deserialize, Serialize};
+use sdk::{AgentSettings, Secret};
 
 use crate::job::Transition;
 
@@ -58,158 +55,57 @@ impl WorkspaceFacts {
     }
 }
 
-/// The agent's settings, as the template's `coder_agent` output declares them. Unknown keys
-/// are errors, so a misspelt `startup_scrpit` is reported instead of silently ignored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentSettings {
-    /// Run by the agent when it starts.
-    #[serde(default)]
-    pub startup_script: String,
-    /// Run by the agent when the workspace stops.
-    #[serde(default)]
-    pub shutdown_script: String,
-    /// Environment for every session.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// The working directory of sessions.
-    #[serde(default)]
-    pub dir: String,
-    /// Web applications in the workspace.
-    #[serde(default)]
-    pub apps: Vec<AgentApp>,
-    /// Values the agent collects by running scripts.
-    #[serde(default)]
-    pub metadata: Vec<MetadataItem>,
-}
-
-/// A web application the agent serves.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentApp {
-    /// The app's name in URLs: lowercase letters, digits and inner hyphens.
-    pub slug: String,
-    /// The name shown to people.
-    #[serde(default)]
-    pub display_name: String,
-    /// Where the app listens inside the workspace, e.g. `http://localhost:8080`.
-    #[serde(default)]
-    pub url: String,
-    /// A command to run instead of a URL (opened in the web terminal).
-    #[serde(default)]
-    pub command: String,
-    /// Serve on its own subdomain instead of a path.
-    #[serde(default)]
-    pub subdomain: bool,
-    /// Who may open it: `owner`, `authenticated` or `public`.
-    #[serde(default = "default_share")]
-    pub share: String,
-    /// How the agent checks the app is up.
-    #[serde(default)]
-    pub healthcheck: Option<Healthcheck>,
-}
-
-fn default_share() -> String {
-    "owner".to_owned()
-}
-
-/// An app's health check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Healthcheck {
-    /// The URL probed.
-    pub url: String,
-    /// Seconds between probes.
-    #[serde(default = "default_interval")]
-    pub interval: u32,
-    /// Failed probes in a row before the app is unhealthy.
-    #[serde(default = "default_threshold")]
-    pub threshold: u32,
-}
-
-fn default_interval() -> u32 {
-    5
-}
-
-fn default_threshold() -> u32 {
-    3
-}
-
-/// A value the agent collects by running a script.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataItem {
-    /// A unique key.
-    pub key: String,
-    /// The name shown to people.
-    #[serde(default)]
-    pub display_name: String,
-    /// The script whose output is the value.
-    pub script: String,
-    /// Seconds between runs.
-    #[serde(default = "default_interval")]
-    pub interval: u32,
-    /// Seconds before a run is abandoned.
-    #[serde(default = "default_timeout")]
-    pub timeout: u32,
-}
-
-fn default_timeout() -> u32 {
-    10
-}
-
-impl AgentSettings {
-    /// Parses and checks the `coder_agent` output's value.
-    pub(crate) fn from_output(value: serde_json::Value) -> Result<Self, String> {
-        let settings: AgentSettings =
-            serde_json::from_value(value).map_err(|err| err.to_string())?;
-        let mut problems = Vec::new();
-        let mut slugs = Vec::new();
-        for (idx, app) in settings.apps.iter().enumerate() {
-            let well_formed = !app.slug.is_empty()
-                && app.slug.len() <= 32
-                && app.slug.split('-').all(|part| {
-                    !part.is_empty()
-                        && part
-                            .bytes()
-                            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
-                });
-            if !well_formed {
-                problems.push(format!(
-                    "apps[{idx}].slug {:?}: use lowercase letters, digits and single inner hyphens",
-                    app.slug
-                ));
-            }
-            if slugs.contains(&app.slug) {
-                problems.push(format!("apps[{idx}].slug {:?} is used twice", app.slug));
-            }
-            slugs.push(app.slug.clone());
-            if !matches!(app.share.as_str(), "owner" | "authenticated" | "public") {
-                problems.push(format!(
-                    "apps[{idx}].share {:?}: must be owner, authenticated or public",
-                    app.share
-                ));
-            }
-            if app.url.is_empty() == app.command.is_empty() {
-                problems.push(format!("apps[{idx}]: give exactly one of url and command"));
-            }
+/// Parses and checks the `coder_agent` output's value against the contract.
+pub(crate) fn agent_settings(value: serde_json::Value) -> Result<AgentSettings, String> {
+    let settings: AgentSettings = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    let mut problems = Vec::new();
+    let mut slugs = Vec::new();
+    for (idx, app) in settings.apps.iter().enumerate() {
+        let well_formed = !app.slug.is_empty()
+            && app.slug.len() <= 32
+            && app.slug.split('-').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
+            });
+        if !well_formed {
+            problems.push(format!(
+                "apps[{idx}].slug {:?}: use lowercase letters, digits and single inner hyphens",
+                app.slug
+            ));
         }
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(problems.join("; "))
+        if slugs.contains(&app.slug) {
+            problems.push(format!("apps[{idx}].slug {:?} is used twice", app.slug));
         }
+        slugs.push(app.slug.clone());
+        if !matches!(app.share.as_str(), "owner" | "authenticated" | "public") {
+            problems.push(format!(
+                "apps[{idx}].share {:?}: must be owner, authenticated or public",
+                app.share
+            ));
+        }
+        if app.url.is_empty() == app.command.is_empty() {
+            problems.push(format!("apps[{idx}]: give exactly one of url and command"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(problems.join("; "))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use serde_json::json;
 
     use super::*;
 
     fn check(value: serde_json::Value, expected: Result<(), &str>) {
-        let got = AgentSettings::from_output(value).map(drop);
+        let got = agent_settings(value).map(drop);
         assert_eq!(got.as_ref().map(|_| ()).map_err(String::as_str), expected);
     }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::contract::{AgentSettings, WorkspaceFacts};
+use sdk::AgentSettings;
+
+use crate::contract::{WorkspaceFacts, agent_settings};
 use crate::source::{self, SourceError};
 use crate::terraform::{LogLevel, LogLine, Terraform};
 
@@ -270,7 +272,7 @@ async fn import(
         .outputs
         .remove("coder_agent")
         .and_then(|output| output.value)
-        .map(AgentSettings::from_output)
+        .map(agent_settings)
         .transpose()
         .map_err(JobError::InvalidAgentOutput)?;
     Ok(Outcome {
@@ -321,7 +323,7 @@ async fn build(
         outputs
             .get("coder_agent")
             .and_then(|output| output.value.clone())
-            .map(AgentSettings::from_output)
+            .map(agent_settings)
             .transpose()
             .map_err(JobError::InvalidAgentOutput)?
     } else {

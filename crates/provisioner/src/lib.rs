@@ -12,7 +12,7 @@ mod job;
 mod source;
 mod terraform;
 
-pub use contract::{AgentApp, AgentSettings, Healthcheck, MetadataItem, WorkspaceFacts};
+pub use contract::WorkspaceFacts;
 pub use job::{Job, JobError, JobKind, Outcome, Resource, TemplateVariable, Transition, run};
 pub use source::SourceError;
 pub use terraform::{LogLevel, LogLine};

@@ -5,21 +5,34 @@
 //! the server converts its database rows into these types by hand.
 #![deny(missing_docs)]
 
+mod agent;
 mod buildinfo;
 #[cfg(feature = "client")]
 pub mod client;
 mod error;
 mod ids;
 mod organizations;
+mod provisioners;
 mod secret;
+mod templates;
 mod tokens;
 mod users;
 
+pub use agent::{AgentApp, AgentSettings, Healthcheck, MetadataItem};
 pub use buildinfo::BuildInfo;
 pub use error::{Response, ValidationError};
 pub use ids::{ApiKeyId, OrganizationId, UserId};
 pub use organizations::Organization;
+pub use provisioners::{
+    AcquireJobRequest, AcquiredJob, CompleteJobRequest, HeartbeatRequest, HeartbeatResponse,
+    JobLogsRequest, JobResult, JobSpec, PROVISIONER_PSK_HEADER, ProvisionerLog,
+};
 pub use secret::Secret;
+pub use templates::{
+    CreateTemplateRequest, CreateTemplateVersionRequest, MinimalUser, ProvisionerJob,
+    ProvisionerJobLog, ProvisionerJobStatus, TAR_MIME_TYPE, Template, TemplateVersion,
+    TemplateVersionVariable, UpdateActiveTemplateVersion, UploadResponse, WorkspaceResource,
+};
 pub use tokens::{ApiKey, ApiKeyWithOwner, CreateTokenRequest, GenerateApiKeyResponse};
 pub use users::{
     CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, GetUsersResponse,
