@@ -39,6 +39,10 @@ pub(crate) enum Resource {
     Organization(Uuid),
     /// Deployment-wide settings and diagnostics.
     Deployment,
+    /// The templates (and template versions) of an organization.
+    Templates { organization: Uuid },
+    /// Uploaded files: read by their uploader; created by template authors.
+    File { owner: Uuid },
 }
 
 impl Action {
@@ -63,6 +67,8 @@ impl Resource {
             Resource::AllApiKeys => "every user's API tokens",
             Resource::Organization(_) => "this organization",
             Resource::Deployment => "the deployment's settings",
+            Resource::Templates { .. } => "templates",
+            Resource::File { .. } => "files",
         }
     }
 }
@@ -106,6 +112,13 @@ impl Subject {
             (Organization(id), Read) => self.organization_ids.contains(&id),
             (Organization(_), _) => false,
             (Deployment, _) => false,
+            (Templates { organization }, Read) => self.organization_ids.contains(&organization),
+            (Templates { organization }, _) => {
+                template_admin && self.organization_ids.contains(&organization)
+            }
+            (File { owner }, Read) => owner == self.user_id || template_admin,
+            (File { .. }, Create) => template_admin,
+            (File { .. }, _) => false,
         }
     }
 
@@ -201,6 +214,28 @@ mod tests {
             None,
         );
         check(&[Role::Owner], Action::Read, Resource::AllApiKeys, None);
+    }
+
+    #[test]
+    fn templates_are_read_by_members_and_written_by_template_admins() {
+        let organization = Uuid::from_u128(100);
+        let templates = Resource::Templates { organization };
+        check(&[], Action::Read, templates, None);
+        check(&[], Action::Create, templates, Some(403));
+        check(&[Role::TemplateAdmin], Action::Create, templates, None);
+        check(&[Role::UserAdmin], Action::Delete, templates, Some(403));
+        let elsewhere = Resource::Templates {
+            organization: Uuid::from_u128(101),
+        };
+        check(&[Role::TemplateAdmin], Action::Read, elsewhere, Some(404));
+        check(
+            &[],
+            Action::Create,
+            Resource::File {
+                owner: Uuid::from_u128(1),
+            },
+            Some(403),
+        );
     }
 
     #[test]

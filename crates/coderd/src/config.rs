@@ -31,6 +31,11 @@ pub struct Config {
     pub experiments: Vec<String>,
     /// Whether telemetry is enabled (reported in build info; nothing is sent anywhere).
     pub telemetry: bool,
+    /// Keys provisioner daemons may authenticate with: the operator's pre-shared key (for
+    /// external provisioners) and the built-in daemons' own. Empty: no provisioner may connect.
+    pub provisioner_keys: Vec<Secret>,
+    /// A running job whose provisioner sends no heartbeat for this long fails.
+    pub provisioner_heartbeat_timeout: Duration,
 }
 
 /// Where the server keeps its state.

@@ -11,6 +11,7 @@ mod auth;
 mod authz;
 mod config;
 mod error;
+mod jobs;
 mod json;
 pub mod metrics;
 mod passwords;
@@ -141,6 +142,16 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let router = app(state.clone());
+    tasks.spawn(jobs::listen(
+        store.clone(),
+        state.job_events.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(jobs::reap(
+        store.clone(),
+        state.config.provisioner_heartbeat_timeout,
+        cancel.clone(),
+    ));
     let address =
         |listener: &TcpListener| listener.local_addr().map_err(StartError::ListenerAddress);
     let mut handle_addresses = (None, None, None);

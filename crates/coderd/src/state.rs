@@ -5,6 +5,7 @@ use std::sync::Arc;
 use store::Store;
 
 use crate::config::Config;
+use crate::jobs::JobEvents;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
@@ -16,6 +17,7 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) login_limiter: Arc<RateLimiter>,
     pub(crate) deployment_id: Arc<str>,
+    pub(crate) job_events: Arc<JobEvents>,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::new()),
             deployment_id: deployment_id.into(),
+            job_events: JobEvents::new(),
         })
     }
 

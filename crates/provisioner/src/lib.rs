@@ -3,11 +3,13 @@
 //! in and out, and every line Terraform prints streamed to the caller.
 //!
 //! It owns the template contract (the `coder_*` variables in, the `coder_agent` output back;
-//! see `contract`). It does not touch the database or the API: its caller (the server's
-//! built-in daemons or `coder provisioner start`) fetches jobs and reports results. Main
-//! types: [`Job`], [`Outcome`], [`run`].
+//! see `contract`) and the daemon loop (`daemon`) that claims jobs from the server's API,
+//! streams their logs, sends heartbeats and reports outcomes. It never touches the database:
+//! built-in and external provisioners alike reach the server only through its API. Main types:
+//! [`Job`], [`Outcome`], [`run`], [`daemon::Daemon`].
 
 mod contract;
+pub mod daemon;
 mod job;
 mod source;
 mod terraform;

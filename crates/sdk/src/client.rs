@@ -9,10 +9,14 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::{
-    ApiKeyWithOwner, BuildInfo, CreateFirstUserRequest, CreateFirstUserResponse,
-    CreateTokenRequest, CreateUserRequest, GenerateApiKeyResponse, GetUsersResponse,
-    LoginWithPasswordRequest, LoginWithPasswordResponse, Organization, Response,
-    SESSION_TOKEN_HEADER, Secret, UpdateRolesRequest, User,
+    AcquireJobRequest, AcquiredJob, ApiKeyWithOwner, BuildInfo, CompleteJobRequest,
+    CreateFirstUserRequest, CreateFirstUserResponse, CreateTemplateRequest,
+    CreateTemplateVersionRequest, CreateTokenRequest, CreateUserRequest, GenerateApiKeyResponse,
+    GetUsersResponse, HeartbeatRequest, HeartbeatResponse, JobLogsRequest,
+    LoginWithPasswordRequest, LoginWithPasswordResponse, Organization, PROVISIONER_PSK_HEADER,
+    ProvisionerJob, ProvisionerJobLog, Response, SESSION_TOKEN_HEADER, Secret, TAR_MIME_TYPE,
+    Template, TemplateVersion, TemplateVersionVariable, UpdateActiveTemplateVersion,
+    UpdateRolesRequest, UploadResponse, User, WorkspaceResource,
 };
 
 /// Why an API call failed.
@@ -84,6 +88,7 @@ pub struct Client {
     base_url: Url,
     http: reqwest::Client,
     session_token: Option<Secret>,
+    provisioner_key: Option<Secret>,
 }
 
 impl Client {
@@ -94,7 +99,14 @@ impl Client {
             base_url,
             http,
             session_token: None,
+            provisioner_key: None,
         }
+    }
+
+    /// The same client, authenticated as a provisioner daemon with the pre-shared key.
+    pub fn with_provisioner_key(mut self, key: Secret) -> Self {
+        self.provisioner_key = Some(key);
+        self
     }
 
     /// The same client, authenticated with `token`.
@@ -131,6 +143,9 @@ impl Client {
         let mut request = self.http.request(method, url.clone());
         if let Some(token) = &self.session_token {
             request = request.header(SESSION_TOKEN_HEADER, token.expose());
+        }
+        if let Some(key) = &self.provisioner_key {
+            request = request.header(PROVISIONER_PSK_HEADER, key.expose());
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -337,6 +352,385 @@ impl Client {
     pub async fn organizations(&self) -> Result<Vec<Organization>, ClientError> {
         self.json(Method::GET, "/api/v2/organizations", None::<&()>)
             .await
+    }
+}
+
+impl Client {
+    /// `POST /api/v2/files` with a tar archive.
+    pub async fn upload_tar(&self, archive: Vec<u8>) -> Result<UploadResponse, ClientError> {
+        let url = self.endpoint("/api/v2/files")?;
+        let mut request = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, TAR_MIME_TYPE)
+            .body(archive);
+        if let Some(token) = &self.session_token {
+            request = request.header(SESSION_TOKEN_HEADER, token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.to_string(),
+                source,
+            })?;
+        decode(url, response).await
+    }
+
+    /// `POST /api/v2/organizations/{org}/templateversions`.
+    pub async fn create_template_version(
+        &self,
+        organization: &str,
+        request: &CreateTemplateVersionRequest,
+    ) -> Result<TemplateVersion, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("/api/v2/organizations/{organization}/templateversions"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/v2/templateversions/{id}`.
+    pub async fn template_version(&self, id: uuid::Uuid) -> Result<TemplateVersion, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/templateversions/{id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /api/v2/templateversions/{id}/variables`.
+    pub async fn template_version_variables(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Vec<TemplateVersionVariable>, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/templateversions/{id}/variables"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /api/v2/templateversions/{id}/resources`.
+    pub async fn template_version_resources(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Vec<WorkspaceResource>, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/templateversions/{id}/resources"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Follows a job's log (`GET {path}?follow=true`, Server-Sent Events), calling `on_log`
+    /// for each line as it arrives, and returns the finished job.
+    pub async fn follow_job_logs(
+        &self,
+        path: &str,
+        mut on_log: impl FnMut(&ProvisionerJobLog),
+    ) -> Result<ProvisionerJob, ClientError> {
+        let url = self.endpoint(&format!("{path}?follow=true"))?;
+        let transport = |source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        };
+        let mut request = self.http.get(url.clone());
+        if let Some(token) = &self.session_token {
+            request = request.header(SESSION_TOKEN_HEADER, token.expose());
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body = response.bytes().await.map_err(transport)?;
+            let response = serde_json::from_slice::<Response>(&body).unwrap_or_default();
+            return Err(ClientError::Api { status, response });
+        }
+        let mut events = sse::Parser::default();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            for event in events.push(&chunk) {
+                match event.name.as_str() {
+                    "log" => {
+                        let lines: Vec<ProvisionerJobLog> = parse_event(&url, &event.data)?;
+                        lines.iter().for_each(&mut on_log);
+                    }
+                    "end" => return parse_event(&url, &event.data),
+                    "error" => {
+                        return Err(ClientError::Api {
+                            status: 500,
+                            response: Response::message(event.data),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(ClientError::Api {
+            status: 502,
+            response: Response::message("the log stream ended before the job did"),
+        })
+    }
+
+    /// `POST /api/v2/organizations/{org}/templates`.
+    pub async fn create_template(
+        &self,
+        organization: &str,
+        request: &CreateTemplateRequest,
+    ) -> Result<Template, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("/api/v2/organizations/{organization}/templates"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/v2/organizations/{org}/templates/{name}`; `None` when there is none.
+    pub async fn template_by_name(
+        &self,
+        organization: &str,
+        name: &str,
+    ) -> Result<Option<Template>, ClientError> {
+        match self
+            .json(
+                Method::GET,
+                &format!("/api/v2/organizations/{organization}/templates/{name}"),
+                None::<&()>,
+            )
+            .await
+        {
+            Ok(template) => Ok(Some(template)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `GET /api/v2/templates`: every template the caller can see.
+    pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
+        self.json(Method::GET, "/api/v2/templates", None::<&()>)
+            .await
+    }
+
+    /// `GET /api/v2/templates/{id}/versions`.
+    pub async fn template_versions(
+        &self,
+        template_id: uuid::Uuid,
+    ) -> Result<Vec<TemplateVersion>, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/templates/{template_id}/versions"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v2/templates/{id}/versions`.
+    pub async fn set_active_template_version(
+        &self,
+        template_id: uuid::Uuid,
+        version_id: uuid::Uuid,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::PATCH,
+            &format!("/api/v2/templates/{template_id}/versions"),
+            Some(&UpdateActiveTemplateVersion { id: version_id }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `DELETE /api/v2/templates/{id}`.
+    pub async fn delete_template(&self, template_id: uuid::Uuid) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/api/v2/templates/{template_id}"),
+            None::<&()>,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /api/v2/provisionerdaemons/acquire`: a job, or `None` after the server's wait.
+    pub async fn acquire_job(
+        &self,
+        request: &AcquireJobRequest,
+    ) -> Result<Option<AcquiredJob>, ClientError> {
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/api/v2/provisionerdaemons/acquire",
+                Some(request),
+            )
+            .await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body.bytes)
+            .map(Some)
+            .map_err(|source| ClientError::Decode {
+                url: body.url.to_string(),
+                status: status.as_u16(),
+                source,
+            })
+    }
+
+    /// `POST /api/v2/provisionerdaemons/jobs/{id}/logs`.
+    pub async fn send_job_logs(
+        &self,
+        job_id: uuid::Uuid,
+        request: &JobLogsRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            &format!("/api/v2/provisionerdaemons/jobs/{job_id}/logs"),
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /api/v2/provisionerdaemons/jobs/{id}/heartbeat`.
+    pub async fn job_heartbeat(
+        &self,
+        job_id: uuid::Uuid,
+        request: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("/api/v2/provisionerdaemons/jobs/{job_id}/heartbeat"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /api/v2/provisionerdaemons/jobs/{id}/complete`.
+    pub async fn complete_job(
+        &self,
+        job_id: uuid::Uuid,
+        request: &CompleteJobRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            &format!("/api/v2/provisionerdaemons/jobs/{job_id}/complete"),
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn parse_event<T: DeserializeOwned>(url: &Url, data: &str) -> Result<T, ClientError> {
+    serde_json::from_str(data).map_err(|source| ClientError::Decode {
+        url: url.to_string(),
+        status: 200,
+        source,
+    })
+}
+
+async fn decode<T: DeserializeOwned>(
+    url: Url,
+    response: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+    if status.is_client_error() || status.is_server_error() {
+        let response = serde_json::from_slice::<Response>(&body).unwrap_or_else(|_| {
+            Response::message(String::from_utf8_lossy(&body).trim().to_owned())
+        });
+        return Err(ClientError::Api {
+            status: status.as_u16(),
+            response,
+        });
+    }
+    serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
+        url: url.to_string(),
+        status: status.as_u16(),
+        source,
+    })
+}
+
+/// A minimal Server-Sent Events parser: named events with (possibly multi-line) data.
+mod sse {
+    #[derive(Debug, Default)]
+    pub(super) struct Parser {
+        buffer: Vec<u8>,
+    }
+
+    pub(super) struct Event {
+        pub(super) name: String,
+        pub(super) data: String,
+    }
+
+    impl Parser {
+        /// Feeds bytes; returns the events they complete.
+        pub(super) fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
+            self.buffer.extend_from_slice(bytes);
+            let mut events = Vec::new();
+            while let Some(end) = find_blank_line(&self.buffer) {
+                let block: Vec<u8> = self.buffer.drain(..end.0).collect();
+                self.buffer.drain(..end.1 - end.0);
+                let text = String::from_utf8_lossy(&block);
+                let mut name = String::from("message");
+                let mut data = Vec::new();
+                for line in text.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push(value.strip_prefix(' ').unwrap_or(value).to_owned());
+                    }
+                }
+                if !data.is_empty() {
+                    events.push(Event {
+                        name,
+                        data: data.join("\n"),
+                    });
+                }
+            }
+            events
+        }
+    }
+
+    /// The end of the first event block and the start of the next.
+    fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
+        let lf = buffer
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map(|at| (at, at + 2));
+        let crlf = buffer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| (at, at + 4));
+        match (lf, crlf) {
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn events_split_across_chunks() {
+            let mut parser = Parser::default();
+            assert!(parser.push(b"event: log\ndata: [1").is_empty());
+            let events = parser.push(b"]\n\n: keep-alive\n\nevent: end\ndata: {}\n\n");
+            let got: Vec<(&str, &str)> = events
+                .iter()
+                .map(|e| (e.name.as_str(), e.data.as_str()))
+                .collect();
+            assert_eq!(got, [("log", "[1]"), ("end", "{}")]);
+        }
     }
 }
 

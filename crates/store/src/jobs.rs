@@ -14,10 +14,9 @@ use crate::{Error, Store};
 /// Channel notified when a job is posted (payload: its id).
 pub const JOB_POSTED_CHANNEL: &str = "provisioner_job_posted";
 
-/// Channel notified when a job gets log lines or ends (payload: empty).
-pub fn job_logs_channel(job_id: Uuid) -> String {
-    format!("provisioner_job_logs_{}", job_id.simple())
-}
+/// Channel notified when a job gets log lines, changes state or ends (payload: its id). One
+/// channel for all jobs, so one listening connection serves every follower.
+pub const JOB_UPDATED_CHANNEL: &str = "provisioner_job_updated";
 
 /// A row of `provisioner_jobs`.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -158,8 +157,9 @@ impl Store {
         .bind(&outputs)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(job_logs_channel(job_id))
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(JOB_UPDATED_CHANNEL)
+            .bind(job_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -216,8 +216,9 @@ impl Store {
         .bind(result)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(job_logs_channel(job_id))
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(JOB_UPDATED_CHANNEL)
+            .bind(job_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -239,8 +240,9 @@ impl Store {
         .bind(job_id)
         .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(job_logs_channel(job_id))
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(JOB_UPDATED_CHANNEL)
+            .bind(job_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -265,8 +267,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for id in &ids {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(job_logs_channel(*id))
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(JOB_UPDATED_CHANNEL)
+                .bind(id.to_string())
                 .execute(&self.pool)
                 .await?;
         }

@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use api_keys::{ApiKeyRow, NewApiKey};
 pub use error::Error;
 pub use files::FileRow;
-pub use jobs::{JOB_POSTED_CHANNEL, JobLogRow, JobRow, NewJob, NewJobLog, job_logs_channel};
+pub use jobs::{JOB_POSTED_CHANNEL, JOB_UPDATED_CHANNEL, JobLogRow, JobRow, NewJob, NewJobLog};
 pub use organizations::OrganizationRow;
 pub use pubsub::{Listener, Notification};
 pub use templates::{NewTemplate, TemplateRow, TemplateVersionRow};

@@ -10,7 +10,7 @@ mod wait;
 
 pub use binary::{Coder, Output, ServerProcess};
 pub use db::TestDb;
-pub use server::{TestServer, UserClient, config as server_config};
+pub use server::{PROVISIONER_PSK, TestServer, UserClient, config as server_config};
 pub use wait::eventually;
 
 /// Installs the crypto provider the binary uses; idempotent.

@@ -40,8 +40,13 @@ pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
         login_attempts_per_minute: 10,
         experiments: Vec::new(),
         telemetry: false,
+        provisioner_keys: vec![Secret::new(PROVISIONER_PSK)],
+        provisioner_heartbeat_timeout: Duration::from_secs(30),
     }
 }
+
+/// The pre-shared key in-process test servers accept from provisioner daemons.
+pub const PROVISIONER_PSK: &str = "test-provisioner-pre-shared-key";
 
 impl TestServer {
     /// Starts a server on a new database.

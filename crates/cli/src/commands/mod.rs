@@ -3,7 +3,9 @@
 
 mod login;
 mod logout;
+mod provisioner;
 pub(crate) mod server;
+mod templates;
 mod tokens;
 mod unimplemented;
 mod users;
@@ -84,8 +86,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: tokens::TokensCommand,
     },
-    /// Manage templates (not implemented yet).
-    Templates(unimplemented::Rest),
+    /// Manage templates.
+    Templates {
+        #[command(subcommand)]
+        command: templates::TemplatesCommand,
+    },
     /// Create a workspace (not implemented yet).
     Create(unimplemented::Rest),
     /// List workspaces (not implemented yet).
@@ -119,8 +124,11 @@ pub(crate) enum Command {
     Wsproxy(unimplemented::Rest),
     /// Start the workspace agent (not implemented yet).
     Agent(unimplemented::Rest),
-    /// Run external provisioners (not implemented yet).
-    Provisioner(unimplemented::Rest),
+    /// Run external provisioner daemons.
+    Provisioner {
+        #[command(subcommand)]
+        command: provisioner::ProvisionerCommand,
+    },
 }
 
 /// Parses the command line (and, for `coder server --config FILE`, the YAML file).
@@ -163,7 +171,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Whoami => whoami::run(&global).await,
         Command::Users { command } => users::run(&global, command).await,
         Command::Tokens { command } => tokens::run(&global, command).await,
-        Command::Templates(_) => unimplemented::run("templates", 3),
+        Command::Templates { command } => templates::run(&global, command).await,
         Command::Create(_) => unimplemented::run("create", 3),
         Command::List(_) => unimplemented::run("list", 3),
         Command::Show(_) => unimplemented::run("show", 3),
@@ -171,7 +179,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stop(_) => unimplemented::run("stop", 3),
         Command::Restart(_) => unimplemented::run("restart", 3),
         Command::Delete(_) => unimplemented::run("delete", 3),
-        Command::Provisioner(_) => unimplemented::run("provisioner", 3),
+        Command::Provisioner { command } => provisioner::run(&global, command).await,
         Command::Ssh(_) => unimplemented::run("ssh", 4),
         Command::PortForward(_) => unimplemented::run("port-forward", 4),
         Command::Ping(_) => unimplemented::run("ping", 4),

@@ -2,7 +2,10 @@
 
 mod api_keys;
 mod buildinfo;
+mod files;
 mod organizations;
+mod provisionerdaemons;
+mod templates;
 mod users;
 
 use axum::Router;
@@ -20,6 +23,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(users::routes())
         .merge(api_keys::routes())
         .merge(organizations::routes())
+        .merge(files::routes())
+        .merge(templates::routes())
+        .merge(provisionerdaemons::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Route not found.")
                 .detail("See the API reference in the README for the routes that exist.")

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use store::{JOB_POSTED_CHANNEL, NewJobLog, job_logs_channel};
+use store::{JOB_POSTED_CHANNEL, JOB_UPDATED_CHANNEL, NewJobLog};
 use uuid::Uuid;
 
 use crate::{fixture, post_job, store};
@@ -79,7 +79,7 @@ async fn posting_a_job_and_logging_notify_listeners() {
         .unwrap();
     assert_eq!(event.payload, job.to_string());
 
-    let mut logs = store.listen(&[&job_logs_channel(job)]).await.unwrap();
+    let mut logs = store.listen(&[JOB_UPDATED_CHANNEL]).await.unwrap();
     let line = |output: &str| NewJobLog {
         level: "info".into(),
         stage: "init".into(),

@@ -3,6 +3,7 @@
 
 mod logging;
 mod options;
+mod provisioners;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -156,6 +157,28 @@ pub(crate) struct ServerArgs {
     /// [default: info, or debug with --verbose].
     #[arg(long, env = "CODER_LOG_FILTER", help_heading = "Introspection")]
     log_filter: Option<String>,
+
+    /// Provisioner daemons to run inside the server (0: only external ones).
+    #[arg(
+        long,
+        env = "CODER_PROVISIONER_DAEMONS",
+        default_value = "3",
+        help_heading = "Provisioning"
+    )]
+    provisioner_daemons: usize,
+    /// Pre-shared key external provisioners ('coder provisioner start') authenticate with;
+    /// without one, external provisioners are refused.
+    #[arg(
+        long,
+        env = "CODER_PROVISIONER_DAEMON_PSK",
+        hide_env_values = true,
+        help_heading = "Provisioning"
+    )]
+    provisioner_daemon_psk: Option<String>,
+    /// A running job fails when its provisioner sends no heartbeat for this long.
+    #[arg(long, env = "CODER_PROVISIONER_HEARTBEAT_TIMEOUT", default_value = "30s",
+          value_parser = parse_duration, help_heading = "Provisioning")]
+    provisioner_heartbeat_timeout: Duration,
 
     /// Send usage telemetry. Off by default; this build has no telemetry endpoint, so turning
     /// it on sends nothing either.
@@ -325,6 +348,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
             coderd::Database::Builtin { dir }
         }
     };
+    // The built-in daemons' own key: random per process, never printed.
+    let builtin_key = Secret::new(random_key());
+    let mut provisioner_keys = vec![builtin_key.clone()];
+    match args.provisioner_daemon_psk.as_deref() {
+        Some(psk) if psk.len() >= 16 => provisioner_keys.push(Secret::new(psk)),
+        Some("") | None => {}
+        Some(_) => bail!("--provisioner-daemon-psk must be at least 16 characters long"),
+    }
     let config = coderd::Config {
         access_url: access_url.clone(),
         wildcard_access_url: args.wildcard_access_url.clone().filter(|w| !w.is_empty()),
@@ -337,6 +368,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         login_attempts_per_minute: LOGIN_ATTEMPTS_PER_MINUTE,
         experiments: args.experiments.clone(),
         telemetry: args.telemetry,
+        provisioner_keys,
+        provisioner_heartbeat_timeout: args.provisioner_heartbeat_timeout,
     };
     let handle = match coderd::spawn(config, listeners).await {
         Ok(handle) => handle,
@@ -367,12 +400,22 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
             display_url(&default_access_url(address, "http")?)
         ))?;
     }
+    let daemons = provisioners::start_builtin(
+        args.provisioner_daemons,
+        handle.http_address,
+        &access_url,
+        builtin_key,
+    )?;
     output::line(format!("View the Web UI: {}", display_url(&access_url)))?;
 
     wait_for_signal().await?;
     output::line("Interrupt caught, gracefully exiting. Use ctrl+\\ to force quit")?;
+    let shutdown = async {
+        daemons.shutdown().await;
+        handle.shutdown().await;
+    };
     tokio::select! {
-        () = handle.shutdown() => {}
+        () = shutdown => {}
         result = wait_for_signal() => {
             result?;
             output::note("Second interrupt: exiting without cleaning up");
@@ -381,6 +424,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
     }
     output::line("Stopped.")?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn random_key() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
 }
 
 /// A URL as users type it: no trailing slash after the host.

@@ -12,6 +12,7 @@ use serde_yaml_ng::{Mapping, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Bool,
+    Int,
     Text,
     List,
 }
@@ -94,6 +95,18 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         kind: Kind::Text,
         secret: true,
     },
+    option("provisioner_daemons", "provisioning.daemons", Kind::Int),
+    OptionSpec {
+        id: "provisioner_daemon_psk",
+        yaml: "provisioning.daemonPSK",
+        kind: Kind::Text,
+        secret: true,
+    },
+    option(
+        "provisioner_heartbeat_timeout",
+        "provisioning.heartbeatTimeout",
+        Kind::Text,
+    ),
     option("telemetry", "telemetry.enable", Kind::Bool),
     option("update_check", "updateCheck", Kind::Bool),
     option("experiments", "experiments", Kind::List),
@@ -201,6 +214,10 @@ pub(crate) fn effective_yaml(server: &ArgMatches) -> String {
             .unwrap_or_default();
         let value = match spec.kind {
             Kind::Bool => Value::Bool(raw.first().is_some_and(|value| value == "true")),
+            Kind::Int => raw
+                .first()
+                .and_then(|value| value.parse::<u64>().ok())
+                .map_or(Value::Null, |number| Value::Number(number.into())),
             Kind::List => Value::Sequence(raw.into_iter().map(Value::String).collect()),
             Kind::Text => Value::String(raw.into_iter().next().unwrap_or_default()),
         };
