@@ -5,6 +5,7 @@
 mod builtin_postgres;
 mod login;
 mod server;
+mod templates;
 mod tls;
 mod users_and_tokens;
 

@@ -134,6 +134,7 @@ async fn users_create_list_suspend_activate() {
     assert_eq!(
         lines[0]
             .split("  ")
+            .map(str::trim)
             .filter(|cell| !cell.is_empty())
             .collect::<Vec<_>>(),
         ["USERNAME", "EMAIL", "CREATED AT", "STATUS"]

@@ -106,3 +106,38 @@ async fn metrics_use_coders_names_and_route_templates() {
     assert!(text.contains("coderd_api_concurrent_requests 0"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
 }
+
+#[tokio::test]
+async fn template_sources_are_size_limited_and_deduplicated() {
+    let server = TestServer::start().await;
+    let admin = server.first_user().await;
+    let response = reqwest::Client::new()
+        .post(server.url.join("/api/v2/files").unwrap())
+        .header(sdk::SESSION_TOKEN_HEADER, admin.token.expose())
+        .header("content-type", sdk::TAR_MIME_TYPE)
+        .body(vec![0u8; (10 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "The file is too large.");
+
+    let first = admin
+        .client
+        .upload_tar(b"same bytes".to_vec())
+        .await
+        .unwrap();
+    let again = admin
+        .client
+        .upload_tar(b"same bytes".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    let other = admin
+        .client
+        .upload_tar(b"other bytes".to_vec())
+        .await
+        .unwrap();
+    assert_ne!(first.id, other.id);
+}
