@@ -45,7 +45,7 @@ pub(crate) fn hash_secret(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-fn random_string(len: usize) -> String {
+pub(crate) fn random_string(len: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)
         .take(len)

@@ -43,6 +43,8 @@ pub(crate) enum Resource {
     Templates { organization: Uuid },
     /// Uploaded files: read by their uploader; created by template authors.
     File { owner: Uuid },
+    /// A workspace (and its builds): its owner uses it; template admins read every one.
+    Workspace { owner: Uuid, organization: Uuid },
 }
 
 impl Action {
@@ -69,6 +71,7 @@ impl Resource {
             Resource::Deployment => "the deployment's settings",
             Resource::Templates { .. } => "templates",
             Resource::File { .. } => "files",
+            Resource::Workspace { .. } => "this workspace",
         }
     }
 }
@@ -119,6 +122,23 @@ impl Subject {
             (File { owner }, Read) => owner == self.user_id || template_admin,
             (File { .. }, Create) => template_admin,
             (File { .. }, _) => false,
+            (
+                Workspace {
+                    owner,
+                    organization,
+                },
+                Read,
+            ) => {
+                owner == self.user_id
+                    || (template_admin && self.organization_ids.contains(&organization))
+            }
+            (
+                Workspace {
+                    owner,
+                    organization,
+                },
+                _,
+            ) => owner == self.user_id && self.organization_ids.contains(&organization),
         }
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::job::{Job, JobKind, Outcome};
+use crate::job::{Job, JobKind, Outcome, Transition};
 use crate::terraform::{LogLevel, LogLine};
 use crate::{WorkspaceFacts, run};
 
@@ -180,20 +180,48 @@ fn to_job(acquired: AcquiredJob) -> Result<Job, String> {
     let source = BASE64
         .decode(acquired.template_source)
         .map_err(|err| format!("the job's template source is not valid base64: {err}"))?;
-    let (kind, facts) = match acquired.spec {
-        JobSpec::TemplateVersionImport => (JobKind::Import, import_facts()),
-        JobSpec::WorkspaceBuild { .. } => {
-            // FIXME(#3): builds arrive with the workspaces API; the server posts none yet.
-            return Err("this provisioner cannot run workspace builds yet".to_owned());
+    match acquired.spec {
+        JobSpec::TemplateVersionImport => Ok(Job {
+            kind: JobKind::Import,
+            source,
+            facts: import_facts(),
+            parameters: BTreeMap::new(),
+            state: None,
+        }),
+        JobSpec::WorkspaceBuild {
+            transition,
+            facts,
+            parameters,
+            state,
+        } => {
+            let transition = match transition.as_str() {
+                "start" => Transition::Start,
+                "stop" => Transition::Stop,
+                "delete" => Transition::Delete,
+                other => return Err(format!("unknown transition {other:?}")),
+            };
+            let fact = |name: &str| facts.get(name).cloned().unwrap_or_default();
+            let state = state
+                .map(|encoded| BASE64.decode(encoded))
+                .transpose()
+                .map_err(|err| format!("the job's Terraform state is not valid base64: {err}"))?;
+            Ok(Job {
+                kind: JobKind::Build { transition },
+                source,
+                facts: WorkspaceFacts {
+                    access_url: fact("access_url"),
+                    workspace_id: fact("workspace_id"),
+                    workspace_name: fact("workspace_name"),
+                    workspace_owner: fact("workspace_owner"),
+                    workspace_owner_email: fact("workspace_owner_email"),
+                    template_name: fact("template_name"),
+                    agent_token: sdk::Secret::new(fact("agent_token")),
+                },
+                parameters,
+                state,
+            })
         }
-    };
-    Ok(Job {
-        kind,
-        source,
-        facts,
-        parameters: BTreeMap::new(),
-        state: None,
-    })
+    }
 }
 
 /// Placeholder facts for an import's plan, recognisable if a template prints them.

@@ -18,6 +18,10 @@ use crate::{
     Template, TemplateVersion, TemplateVersionVariable, UpdateActiveTemplateVersion,
     UpdateRolesRequest, UploadResponse, User, WorkspaceResource,
 };
+use crate::{
+    CreateWorkspaceBuildRequest, CreateWorkspaceRequest, Workspace, WorkspaceBuild,
+    WorkspacesResponse,
+};
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -548,6 +552,90 @@ impl Client {
         self.send(
             Method::DELETE,
             &format!("/api/v2/templates/{template_id}"),
+            None::<&()>,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /api/v2/users/{user}/workspaces`.
+    pub async fn create_workspace(
+        &self,
+        user: &str,
+        request: &CreateWorkspaceRequest,
+    ) -> Result<Workspace, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("/api/v2/users/{user}/workspaces"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/v2/workspaces?q=...`.
+    pub async fn workspaces(&self, query: &str) -> Result<WorkspacesResponse, ClientError> {
+        let mut url = self.endpoint("/api/v2/workspaces")?;
+        url.query_pairs_mut().append_pair("q", query);
+        let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /api/v2/users/{user}/workspace/{name}`.
+    pub async fn workspace_by_owner_and_name(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<Workspace, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/users/{owner}/workspace/{name}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/v2/workspaces/{id}/builds`.
+    pub async fn create_workspace_build(
+        &self,
+        workspace_id: uuid::Uuid,
+        request: &CreateWorkspaceBuildRequest,
+    ) -> Result<WorkspaceBuild, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("/api/v2/workspaces/{workspace_id}/builds"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/v2/workspaces/{id}/builds`, newest first.
+    pub async fn workspace_builds(
+        &self,
+        workspace_id: uuid::Uuid,
+    ) -> Result<Vec<WorkspaceBuild>, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/workspaces/{workspace_id}/builds"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /api/v2/workspacebuilds/{id}`.
+    pub async fn workspace_build(&self, id: uuid::Uuid) -> Result<WorkspaceBuild, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/workspacebuilds/{id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v2/workspacebuilds/{id}/cancel`.
+    pub async fn cancel_workspace_build(&self, id: uuid::Uuid) -> Result<(), ClientError> {
+        self.send(
+            Method::PATCH,
+            &format!("/api/v2/workspacebuilds/{id}/cancel"),
             None::<&()>,
         )
         .await

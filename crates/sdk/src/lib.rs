@@ -17,6 +17,7 @@ mod secret;
 mod templates;
 mod tokens;
 mod users;
+mod workspaces;
 
 pub use agent::{AgentApp, AgentSettings, Healthcheck, MetadataItem};
 pub use buildinfo::BuildInfo;
@@ -38,6 +39,10 @@ pub use users::{
     CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, GetUsersResponse,
     LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Role, SlimRole, UnknownRole,
     UpdateRolesRequest, User, UserStatus,
+};
+pub use workspaces::{
+    CreateWorkspaceBuildRequest, CreateWorkspaceRequest, Workspace, WorkspaceBuild,
+    WorkspaceBuildParameter, WorkspaceStatus, WorkspaceTransition, WorkspacesResponse,
 };
 
 /// Header carrying a session token or API token on every authenticated request.

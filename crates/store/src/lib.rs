@@ -15,6 +15,7 @@ mod organizations;
 mod pubsub;
 mod templates;
 mod users;
+mod workspaces;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use organizations::OrganizationRow;
 pub use pubsub::{Listener, Notification};
 pub use templates::{NewTemplate, TemplateRow, TemplateVersionRow};
 pub use users::{NewUser, UserFilter, UserRow};
+pub use workspaces::{NewWorkspaceBuild, PostBuild, WorkspaceBuildRow, WorkspaceRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -10,6 +10,7 @@ mod tokens;
 mod unimplemented;
 mod users;
 mod whoami;
+mod workspaces;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sdk::WorkspaceTransition;
 
 use crate::session;
 
@@ -91,22 +93,22 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: templates::TemplatesCommand,
     },
-    /// Create a workspace (not implemented yet).
-    Create(unimplemented::Rest),
-    /// List workspaces (not implemented yet).
+    /// Create a workspace from a template.
+    Create(workspaces::CreateArgs),
+    /// List workspaces.
     #[command(alias = "ls")]
-    List(unimplemented::Rest),
-    /// Show a workspace (not implemented yet).
-    Show(unimplemented::Rest),
-    /// Start a workspace (not implemented yet).
-    Start(unimplemented::Rest),
-    /// Stop a workspace (not implemented yet).
-    Stop(unimplemented::Rest),
-    /// Restart a workspace (not implemented yet).
-    Restart(unimplemented::Rest),
-    /// Delete a workspace (not implemented yet).
+    List(workspaces::ListArgs),
+    /// Show a workspace: its status, build, resources and agent.
+    Show(workspaces::ShowArgs),
+    /// Start a workspace.
+    Start(workspaces::WorkspaceArgs),
+    /// Stop a workspace.
+    Stop(workspaces::WorkspaceArgs),
+    /// Restart a workspace (stop, then start).
+    Restart(workspaces::WorkspaceArgs),
+    /// Delete a workspace and its resources.
     #[command(alias = "rm")]
-    Delete(unimplemented::Rest),
+    Delete(workspaces::WorkspaceArgs),
     /// Start a shell in a workspace (not implemented yet).
     Ssh(unimplemented::Rest),
     /// Forward ports from a workspace (not implemented yet).
@@ -172,13 +174,19 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Users { command } => users::run(&global, command).await,
         Command::Tokens { command } => tokens::run(&global, command).await,
         Command::Templates { command } => templates::run(&global, command).await,
-        Command::Create(_) => unimplemented::run("create", 3),
-        Command::List(_) => unimplemented::run("list", 3),
-        Command::Show(_) => unimplemented::run("show", 3),
-        Command::Start(_) => unimplemented::run("start", 3),
-        Command::Stop(_) => unimplemented::run("stop", 3),
-        Command::Restart(_) => unimplemented::run("restart", 3),
-        Command::Delete(_) => unimplemented::run("delete", 3),
+        Command::Create(args) => workspaces::create(&global, args).await,
+        Command::List(args) => workspaces::list(&global, args).await,
+        Command::Show(args) => workspaces::show(&global, args).await,
+        Command::Start(args) => {
+            workspaces::transition(&global, args, WorkspaceTransition::Start).await
+        }
+        Command::Stop(args) => {
+            workspaces::transition(&global, args, WorkspaceTransition::Stop).await
+        }
+        Command::Restart(args) => workspaces::restart(&global, args).await,
+        Command::Delete(args) => {
+            workspaces::transition(&global, args, WorkspaceTransition::Delete).await
+        }
         Command::Provisioner { command } => provisioner::run(&global, command).await,
         Command::Ssh(_) => unimplemented::run("ssh", 4),
         Command::PortForward(_) => unimplemented::run("port-forward", 4),

@@ -166,11 +166,6 @@ async fn logout_revokes_and_forgets() {
 fn unimplemented_commands_fail_honestly() {
     let coder = coder();
     for (command, issue) in [
-        ("create", 3),
-        ("list", 3),
-        ("start", 3),
-        ("stop", 3),
-        ("delete", 3),
         ("ssh", 4),
         ("port-forward", 4),
         ("ping", 4),

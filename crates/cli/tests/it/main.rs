@@ -8,6 +8,7 @@ mod server;
 mod templates;
 mod tls;
 mod users_and_tokens;
+mod workspaces;
 
 use testkit::Coder;
 

@@ -7,6 +7,7 @@ mod organizations;
 mod provisionerdaemons;
 mod templates;
 mod users;
+mod workspaces;
 
 use axum::Router;
 use axum::response::{Html, IntoResponse};
@@ -26,6 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(files::routes())
         .merge(templates::routes())
         .merge(provisionerdaemons::routes())
+        .merge(workspaces::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Route not found.")
                 .detail("See the API reference in the README for the routes that exist.")

@@ -111,6 +111,7 @@ async fn acquired(state: &AppState, job: store::JobRow) -> Result<AcquiredJob, A
         .ok_or_else(|| ApiError::internal(MissingFile(job.file_id)))?;
     let spec = match job.job_type.as_str() {
         "template_version_import" => JobSpec::TemplateVersionImport,
+        "workspace_build" => build_spec(state, job.id).await?,
         other => return Err(ApiError::internal(UnknownJobType(other.to_owned()))),
     };
     Ok(AcquiredJob {
@@ -119,6 +120,67 @@ async fn acquired(state: &AppState, job: store::JobRow) -> Result<AcquiredJob, A
         spec,
     })
 }
+
+/// A build job's spec. Mints the build's agent token: the daemon gets it once, in this answer;
+/// the database keeps only its hash.
+async fn build_spec(state: &AppState, job_id: Uuid) -> Result<JobSpec, ApiError> {
+    let missing = || ApiError::internal(MissingBuild(job_id));
+    let build = state
+        .store
+        .workspace_build_by_job(job_id)
+        .await?
+        .ok_or_else(missing)?;
+    let workspace = state
+        .store
+        .workspace(build.workspace_id)
+        .await?
+        .ok_or_else(missing)?;
+    let owner = state
+        .store
+        .user_by_id(workspace.owner_id)
+        .await?
+        .ok_or_else(missing)?;
+    let template = state.store.template(workspace.template_id).await?;
+    let token = crate::auth::random_string(32);
+    state
+        .store
+        .set_build_agent_token_hash(build.id, &crate::auth::hash_secret(&token))
+        .await?;
+    let access_url = state
+        .config
+        .access_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let facts = [
+        ("access_url", access_url),
+        ("workspace_id", workspace.id.to_string()),
+        ("workspace_name", workspace.name.clone()),
+        ("workspace_owner", owner.username.clone()),
+        ("workspace_owner_email", owner.email.clone()),
+        (
+            "template_name",
+            template.map(|template| template.name).unwrap_or_default(),
+        ),
+        ("agent_token", token),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    Ok(JobSpec::WorkspaceBuild {
+        transition: build.transition.clone(),
+        facts,
+        parameters: serde_json::from_value(build.parameters.clone()).unwrap_or_default(),
+        state: build
+            .provisioner_state
+            .as_ref()
+            .map(|state| BASE64.encode(state)),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the build of job {0} is missing")]
+struct MissingBuild(Uuid);
 
 #[derive(Debug, thiserror::Error)]
 #[error("the job's file {0} is missing")]
@@ -189,9 +251,24 @@ async fn complete(
     Path(job_id): Path<Uuid>,
     JsonBody(request): JsonBody<CompleteJobRequest>,
 ) -> Result<StatusCode, ApiError> {
+    held_job(&state, job_id, request.worker_id).await?;
     let mut result = request.result;
     // The state belongs to the workspace build, not the job's public result.
-    result.state = None;
+    let terraform_state = result.state.take();
+    if let Some(build) = state.store.workspace_build_by_job(job_id).await? {
+        let terraform_state = terraform_state
+            .map(|encoded| BASE64.decode(encoded))
+            .transpose()
+            .map_err(|err| {
+                ApiError::bad_request("The Terraform state is not valid base64.")
+                    .detail(err.to_string())
+            })?;
+        let deleted = build.transition == "delete" && request.error.is_none();
+        state
+            .store
+            .finish_workspace_build(build.id, terraform_state.as_deref(), deleted)
+            .await?;
+    }
     let result = serde_json::to_value(&result).map_err(ApiError::internal)?;
     let completed = state
         .store

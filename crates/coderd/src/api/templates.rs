@@ -169,7 +169,7 @@ async fn readable_template(
 }
 
 /// Template and version names: letters, digits, and single inner `-`, `_` or `.`.
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -321,7 +321,7 @@ async fn cancel_version(
 }
 
 /// The job's result, once it succeeded.
-fn job_result(job: &JobRow) -> sdk::JobResult {
+pub(crate) fn job_result(job: &JobRow) -> sdk::JobResult {
     job.result
         .clone()
         .and_then(|result| serde_json::from_value(result).ok())
@@ -359,9 +359,9 @@ async fn version_resources(
 #[derive(Deserialize)]
 pub(crate) struct LogsQuery {
     #[serde(default)]
-    follow: bool,
+    pub(crate) follow: bool,
     #[serde(default)]
-    after: i64,
+    pub(crate) after: i64,
 }
 
 async fn version_logs(
@@ -516,7 +516,10 @@ async fn create_template(
 }
 
 /// 400 unless the version's import succeeded.
-async fn check_imported(state: &AppState, version: &TemplateVersionRow) -> Result<(), ApiError> {
+pub(crate) async fn check_imported(
+    state: &AppState,
+    version: &TemplateVersionRow,
+) -> Result<(), ApiError> {
     let job = state
         .store
         .job(version.job_id)

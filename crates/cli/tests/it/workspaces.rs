@@ -1,0 +1,318 @@
+//! Workspaces end to end: the local example template on real Terraform, built by the server's
+//! built-in provisioners, driven with `coder create/list/show/stop/start/restart/delete`.
+//! A stand-in agent (a script recording its environment, then sleeping) shows what the
+//! template starts and stops until the real agent exists (issue #4).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use testkit::{Coder, PASSWORD, ServerProcess, TestDb, eventually};
+
+use crate::{coder, url};
+
+struct Setup {
+    server: ServerProcess,
+    coder: Coder,
+    workspaces: PathBuf,
+    agent: String,
+    db_url: String,
+}
+
+async fn setup(extra: &[&str]) -> Setup {
+    let db = TestDb::new().await;
+    let coder = coder();
+    let mut args = vec![
+        "--postgres-url",
+        db.url.as_str(),
+        "--http-address",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let server = coder.server(&args);
+    coder
+        .run(&[
+            "login",
+            &url(&server.url),
+            "--first-user-username=admin",
+            "--first-user-email=admin@example.com",
+            &format!("--first-user-password={PASSWORD}"),
+        ])
+        .success();
+    let template = coder.home().join("local");
+    coder
+        .run(&["templates", "init", template.to_str().unwrap()])
+        .success();
+    coder
+        .run(&[
+            "templates",
+            "push",
+            "local",
+            "-d",
+            template.to_str().unwrap(),
+            "-y",
+        ])
+        .success();
+    let agent = coder.home().join("fake-agent");
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\nenv | grep '^CODER_AGENT_' | sort > agent.env\nexec sleep 300\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    Setup {
+        server,
+        workspaces: coder.home().join("workspaces"),
+        agent: agent.to_str().unwrap().to_owned(),
+        coder,
+        db_url: db.url,
+    }
+}
+
+fn agent_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("agent.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether the process exists and is not a zombie waiting to be reaped.
+fn is_running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    kill(Pid::from_raw(pid), None).is_ok() && state != Some(Some('Z'))
+}
+
+/// The stand-in agent's environment, once it has written it.
+async fn agent_env(dir: &Path) -> String {
+    let file = dir.join("home/agent.env");
+    eventually(Duration::from_secs(10), "the agent to start", || {
+        let file = file.clone();
+        async move {
+            std::fs::read_to_string(&file)
+                .ok()
+                .filter(|text| !text.is_empty())
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_stop_start_restart_delete() {
+    let setup = setup(&[]).await;
+    let coder = &setup.coder;
+    let parameters = [
+        format!("--parameter=workspaces_dir={}", setup.workspaces.display()),
+        format!("--parameter=agent_binary={}", setup.agent),
+    ];
+    let out = coder
+        .run(&[
+            "create",
+            "dev",
+            "--template",
+            "local",
+            "-y",
+            &parameters[0],
+            &parameters[1],
+        ])
+        .success();
+    assert!(out.stderr.contains("==> apply"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Apply complete! Resources: 2 added"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .starts_with("The dev workspace has been created at "),
+        "{}",
+        out.stdout
+    );
+    let dir = setup.workspaces.join("admin/dev");
+
+    // The template got the workspace's facts: the agent runs with the server's URL and a token.
+    let env = agent_env(&dir).await;
+    assert!(
+        env.contains(&format!("CODER_AGENT_URL={}\n", url(&setup.server.url))),
+        "{env}"
+    );
+    let first_token = env
+        .lines()
+        .find_map(|line| line.strip_prefix("CODER_AGENT_TOKEN="))
+        .unwrap()
+        .to_owned();
+    assert_eq!(first_token.len(), 32);
+    let pid = agent_pid(&dir).unwrap();
+    assert!(is_running(pid));
+
+    let table = coder.run(&["list"]).success().stdout;
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("admin/dev  local     running  "),
+        "{table}"
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&coder.run(&["show", "dev", "-o", "json"]).success().stdout).unwrap();
+    assert_eq!(shown["latest_build"]["status"], "running");
+    assert_eq!(
+        shown["latest_build"]["agent"]["dir"],
+        format!("{}/home", dir.display())
+    );
+    assert!(
+        !shown.to_string().contains(&first_token),
+        "the agent token is never shown"
+    );
+
+    let out = coder
+        .run(&["create", "dev", "--template", "local", "-y", &parameters[0]])
+        .failure(1);
+    assert!(
+        out.stderr
+            .contains("admin already has a workspace named \"dev\"."),
+        "{}",
+        out.stderr
+    );
+
+    coder.run(&["stop", "dev"]).success();
+    assert!(!is_running(pid), "stop ends the agent");
+    assert!(dir.join("home").is_dir(), "stop keeps the home directory");
+    assert_eq!(agent_pid(&dir), None);
+    let shown = coder.run(&["show", "dev"]).success().stdout;
+    assert!(shown.contains("Status:     stopped"), "{shown}");
+
+    std::fs::remove_file(dir.join("home/agent.env")).unwrap();
+    coder.run(&["restart", "dev"]).success();
+    let env = agent_env(&dir).await;
+    let token = env
+        .lines()
+        .find_map(|line| line.strip_prefix("CODER_AGENT_TOKEN="))
+        .unwrap();
+    assert_ne!(token, first_token, "every build gets a fresh agent token");
+    let builds = coder.run(&["show", "dev"]).success().stdout;
+    assert!(builds.contains("Last build: #4 start"), "{builds}");
+
+    let pid = agent_pid(&dir).unwrap();
+    coder.run(&["delete", "dev", "--yes"]).success();
+    assert!(!is_running(pid));
+    assert!(!dir.exists(), "delete removes the workspace's directory");
+    let out = coder.run(&["list"]).success();
+    assert!(
+        out.stderr.contains("No workspaces found."),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_and_unknown_parameters_are_reported() {
+    let setup = setup(&[]).await;
+    let out = setup
+        .coder
+        .run(&[
+            "create",
+            "dev",
+            "--template",
+            "local",
+            "-y",
+            "--parameter",
+            "colour=blue",
+        ])
+        .failure(1);
+    assert!(
+        out.stderr
+            .contains("colour: the template has no such parameter"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_build_survives_a_server_restart() {
+    let Setup {
+        server,
+        coder,
+        workspaces,
+        agent,
+        db_url,
+    } = setup(&[]).await;
+    let (code, _) = server.stop_with(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+    let token = std::fs::read_to_string(coder.config_dir().join("session")).unwrap();
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "--postgres-url",
+            db_url.as_str(),
+            "--http-address",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        coder.server(&args)
+    };
+    let client = |server: &ServerProcess| {
+        sdk::client::Client::new(server.url.clone(), reqwest::Client::new())
+            .with_session_token(sdk::Secret::new(token.trim()))
+    };
+
+    // No provisioner: the build waits in the queue.
+    let server = serve(&["--provisioner-daemons", "0"]);
+    let template = client(&server)
+        .template_by_name("coder", "local")
+        .await
+        .unwrap()
+        .unwrap();
+    let parameter = |name: &str, value: &str| sdk::WorkspaceBuildParameter {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    };
+    let workspace = client(&server)
+        .create_workspace(
+            "me",
+            &sdk::CreateWorkspaceRequest {
+                name: "queued".to_owned(),
+                template_id: Some(template.id),
+                template_version_id: None,
+                rich_parameter_values: vec![
+                    parameter("workspaces_dir", workspaces.to_str().unwrap()),
+                    parameter("agent_binary", &agent),
+                ],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(workspace.latest_build.status, sdk::WorkspaceStatus::Pending);
+    let (code, _) = server.stop_with(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+
+    // Back with provisioners: the queued build runs.
+    let server = serve(&[]);
+    let client = client(&server);
+    eventually(
+        Duration::from_secs(60),
+        "the queued build to run after the restart",
+        || {
+            let client = client.clone();
+            async move {
+                let workspace = client
+                    .workspace_by_owner_and_name("me", "queued")
+                    .await
+                    .ok()?;
+                (workspace.latest_build.status == sdk::WorkspaceStatus::Running).then_some(())
+            }
+        },
+    )
+    .await;
+    let dir = workspaces.join("admin/queued");
+    let pid = agent_pid(&dir).unwrap();
+    coder
+        .run(&["delete", "queued", "--yes", "--url", &url(&server.url)])
+        .success();
+    assert!(!is_running(pid));
+}
