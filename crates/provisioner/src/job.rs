@@ -179,6 +179,19 @@ pub async fn run(
         JobKind::Build { transition } => transition,
     };
     let mut env = job.facts.environment(transition);
+    if job.kind == JobKind::Import {
+        let path = dir.path().to_owned();
+        let placeholders =
+            tokio::task::spawn_blocking(move || crate::variables::required_placeholders(&path))
+                .await
+                .map_err(|err| JobError::Io(std::io::Error::other(err)))?;
+        env.extend(
+            placeholders
+                .into_iter()
+                .filter(|(name, _)| !job.parameters.contains_key(name))
+                .map(|(name, value)| (format!("TF_VAR_{name}"), value)),
+        );
+    }
     env.extend(
         job.parameters
             .iter()

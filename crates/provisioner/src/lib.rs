@@ -13,6 +13,7 @@ pub mod daemon;
 mod job;
 mod source;
 mod terraform;
+mod variables;
 
 pub use contract::WorkspaceFacts;
 pub use job::{Job, JobError, JobKind, Outcome, Resource, TemplateVariable, Transition, run};

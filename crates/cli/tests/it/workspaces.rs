@@ -214,6 +214,48 @@ async fn create_stop_start_restart_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_and_unknown_parameters_are_reported() {
     let setup = setup(&[]).await;
+    let required = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/required");
+    setup
+        .coder
+        .run(&[
+            "templates",
+            "push",
+            "required",
+            "-d",
+            required.to_str().unwrap(),
+            "-y",
+        ])
+        .success();
+    let out = setup
+        .coder
+        .run(&["create", "eu", "--template", "required", "-y"])
+        .failure(1);
+    assert_eq!(
+        out.stderr,
+        "error: parameter \"region\" is required: pass --parameter region=VALUE\n"
+    );
+    setup
+        .coder
+        .run(&[
+            "create",
+            "eu",
+            "--template",
+            "required",
+            "--parameter",
+            "region=eu-west",
+        ])
+        .success();
+    let shown: serde_json::Value = serde_json::from_str(
+        &setup
+            .coder
+            .run(&["show", "eu", "-o", "json"])
+            .success()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(shown["latest_build"]["agent"]["env"]["REGION"], "eu-west");
+    assert_eq!(shown["latest_build"]["parameters"][0]["value"], "eu-west");
+
     let out = setup
         .coder
         .run(&[
