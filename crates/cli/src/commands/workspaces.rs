@@ -95,25 +95,40 @@ fn to_wire(values: BTreeMap<String, String>) -> Vec<WorkspaceBuildParameter> {
         .collect()
 }
 
-/// Streams a build's log to stderr and returns the finished build.
+/// Streams a build's log to stderr and returns the finished build. Ctrl-C cancels the build
+/// (Terraform stops gracefully) and keeps following until it has ended.
 async fn follow(client: &Client, build: &WorkspaceBuild) -> Result<WorkspaceBuild> {
     let mut stage = String::new();
-    client
-        .follow_job_logs(
-            &format!("/api/v2/workspacebuilds/{}/logs", build.id),
-            |log| {
-                if log.stage != stage {
-                    stage = log.stage.clone();
-                    output::note(format!("==> {stage}"));
+    let path = format!("/api/v2/workspacebuilds/{}/logs", build.id);
+    let following = client.follow_job_logs(&path, |log| {
+        if log.stage != stage {
+            stage = log.stage.clone();
+            output::note(format!("==> {stage}"));
+        }
+        if !log.output.is_empty() {
+            output::note(format!("    {}", log.output));
+        }
+    });
+    tokio::pin!(following);
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("handling Ctrl-C")?;
+    let mut canceled = false;
+    loop {
+        tokio::select! {
+            result = &mut following => {
+                result.map_err(session::explain).context("following the build's log")?;
+                break;
+            }
+            _ = interrupt.recv() => {
+                if canceled {
+                    bail!("stopped waiting; the build is being canceled");
                 }
-                if !log.output.is_empty() {
-                    output::note(format!("    {}", log.output));
-                }
-            },
-        )
-        .await
-        .map_err(session::explain)
-        .context("following the build's log")?;
+                canceled = true;
+                output::note("Interrupt caught: canceling the build (Ctrl-C again to stop waiting)...");
+                client.cancel_workspace_build(build.id).await.map_err(session::explain)?;
+            }
+        }
+    }
     let build = client
         .workspace_build(build.id)
         .await

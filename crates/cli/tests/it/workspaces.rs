@@ -358,3 +358,98 @@ async fn a_queued_build_survives_a_server_restart() {
         .success();
     assert!(!is_running(pid));
 }
+
+/// Processes whose command line contains `word`.
+fn processes_with(word: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(word))
+                && is_running(*pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_a_running_build() {
+    let setup = setup(&[]).await;
+    let slow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/slow");
+    setup
+        .coder
+        .run(&[
+            "templates",
+            "push",
+            "slow",
+            "-d",
+            slow.to_str().unwrap(),
+            "-y",
+        ])
+        .success();
+    let marker = format!("coder-cancel-marker-{}", std::process::id());
+    let mut create = setup
+        .coder
+        .command(&[
+            "create",
+            "busy",
+            "--template",
+            "slow",
+            "-y",
+            "--parameter",
+            &format!("marker={marker}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = create.stderr.take().unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = sender.send(line);
+        }
+    });
+    let mut transcript = String::new();
+    while !transcript.contains("started slow build") {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the build starts");
+        transcript.push_str(&line);
+        transcript.push('\n');
+    }
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the build's process runs"
+    );
+    kill(Pid::from_raw(create.id() as i32), Signal::SIGINT).unwrap();
+    let status = create.wait().unwrap();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        transcript.push_str(&line);
+        transcript.push('\n');
+    }
+    assert_eq!(status.code(), Some(1), "{transcript}");
+    assert!(
+        transcript.contains("Interrupt caught: canceling the build"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("error: the start build of \"busy\" canceled: the job was cancelled"),
+        "{transcript}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "Terraform's child process to stop",
+        || {
+            let left = processes_with(&marker);
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await;
+    let shown = setup.coder.run(&["show", "busy"]).success().stdout;
+    assert!(shown.contains("Status:     canceled"), "{shown}");
+}
