@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// The agent's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,4 +104,154 @@ pub struct MetadataItem {
 
 fn default_timeout() -> u32 {
     10
+}
+
+/// Where an agent is in its life, as it reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceAgentLifecycle {
+    /// Not started yet.
+    Created,
+    /// Running its startup script.
+    Starting,
+    /// The startup script ran too long.
+    StartTimeout,
+    /// The startup script failed.
+    StartError,
+    /// Ready to use.
+    Ready,
+    /// Running its shutdown script.
+    ShuttingDown,
+    /// The shutdown script ran too long.
+    ShutdownTimeout,
+    /// The shutdown script failed.
+    ShutdownError,
+    /// Stopped.
+    Off,
+}
+
+impl WorkspaceAgentLifecycle {
+    /// The name used in the API and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Starting => "starting",
+            Self::StartTimeout => "start_timeout",
+            Self::StartError => "start_error",
+            Self::Ready => "ready",
+            Self::ShuttingDown => "shutting_down",
+            Self::ShutdownTimeout => "shutdown_timeout",
+            Self::ShutdownError => "shutdown_error",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// Whether the server hears from an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceAgentStatus {
+    /// Never heard from yet.
+    Connecting,
+    /// Heard from recently.
+    Connected,
+    /// Was connected, has gone quiet.
+    Disconnected,
+    /// Never connected, for too long.
+    Timeout,
+}
+
+/// An agent as users see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceAgent {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Whether the server hears from it.
+    pub status: WorkspaceAgentStatus,
+    /// What it reports.
+    pub lifecycle_state: WorkspaceAgentLifecycle,
+    /// When it first connected.
+    pub first_connected_at: Option<DateTime<Utc>>,
+    /// When it was last heard from.
+    pub last_connected_at: Option<DateTime<Utc>>,
+    /// The agent's version.
+    pub version: String,
+    /// The sessions' working directory.
+    pub directory: String,
+    /// Its apps.
+    pub apps: Vec<AgentApp>,
+}
+
+/// What an agent needs to run (`GET /api/v2/workspaceagents/me/manifest`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentManifest {
+    /// The agent's id.
+    pub agent_id: Uuid,
+    /// Its workspace.
+    pub workspace_id: Uuid,
+    /// The workspace's name.
+    pub workspace_name: String,
+    /// The workspace owner's username.
+    pub owner_name: String,
+    /// The sessions' working directory.
+    pub directory: String,
+    /// Environment for sessions and scripts.
+    pub environment_variables: BTreeMap<String, String>,
+    /// Run at start.
+    pub startup_script: String,
+    /// Run at shutdown.
+    pub shutdown_script: String,
+    /// Apps to serve and check.
+    pub apps: Vec<AgentApp>,
+    /// Metadata to collect.
+    pub metadata: Vec<MetadataItem>,
+}
+
+/// `POST /api/v2/workspaceagents/me/report-lifecycle`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpdateLifecycleRequest {
+    /// The new state.
+    pub state: WorkspaceAgentLifecycle,
+}
+
+/// `POST /api/v2/workspaceagents/me/heartbeat`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentHeartbeatRequest {
+    /// The agent's version.
+    pub version: String,
+}
+
+/// One line an agent sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLogEntry {
+    /// `info` or `error`.
+    pub level: String,
+    /// The text.
+    pub output: String,
+}
+
+/// `PATCH /api/v2/workspaceagents/me/logs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PatchAgentLogsRequest {
+    /// Which script: `startup_script` or `shutdown_script`.
+    pub source: String,
+    /// Lines in order.
+    pub logs: Vec<AgentLogEntry>,
+}
+
+/// A line of an agent's log as users read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceAgentLog {
+    /// Increasing.
+    pub id: i64,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Which script printed it.
+    pub source: String,
+    /// `info` or `error`.
+    pub level: String,
+    /// The text.
+    pub output: String,
 }

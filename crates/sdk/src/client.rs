@@ -642,6 +642,84 @@ impl Client {
         .map(drop)
     }
 
+    /// `GET /api/v2/workspaceagents/me/manifest` (authenticated with the agent token).
+    pub async fn agent_manifest(&self) -> Result<crate::AgentManifest, ClientError> {
+        self.json(
+            Method::GET,
+            "/api/v2/workspaceagents/me/manifest",
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/v2/workspaceagents/me/heartbeat`.
+    pub async fn agent_heartbeat(
+        &self,
+        request: &crate::AgentHeartbeatRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            "/api/v2/workspaceagents/me/heartbeat",
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /api/v2/workspaceagents/me/report-lifecycle`.
+    pub async fn agent_report_lifecycle(
+        &self,
+        request: &crate::UpdateLifecycleRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            "/api/v2/workspaceagents/me/report-lifecycle",
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `PATCH /api/v2/workspaceagents/me/logs`.
+    pub async fn agent_send_logs(
+        &self,
+        request: &crate::PatchAgentLogsRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::PATCH,
+            "/api/v2/workspaceagents/me/logs",
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `GET /api/v2/workspaceagents/{id}/logs`.
+    pub async fn workspace_agent_logs(
+        &self,
+        agent_id: uuid::Uuid,
+    ) -> Result<Vec<crate::WorkspaceAgentLog>, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/workspaceagents/{agent_id}/logs"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /api/v2/workspaceagents/{id}`.
+    pub async fn workspace_agent(
+        &self,
+        agent_id: uuid::Uuid,
+    ) -> Result<crate::WorkspaceAgent, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/workspaceagents/{agent_id}"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `POST /api/v2/provisionerdaemons/acquire`: a job, or `None` after the server's wait.
     pub async fn acquire_job(
         &self,

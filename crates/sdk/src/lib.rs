@@ -19,7 +19,11 @@ mod tokens;
 mod users;
 mod workspaces;
 
-pub use agent::{AgentApp, AgentSettings, Healthcheck, MetadataItem};
+pub use agent::{
+    AgentApp, AgentHeartbeatRequest, AgentLogEntry, AgentManifest, AgentSettings, Healthcheck,
+    MetadataItem, PatchAgentLogsRequest, UpdateLifecycleRequest, WorkspaceAgent,
+    WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
+};
 pub use buildinfo::BuildInfo;
 pub use error::{Response, ValidationError};
 pub use ids::{ApiKeyId, OrganizationId, UserId};

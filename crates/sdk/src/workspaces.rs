@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{AgentSettings, OrganizationId, ProvisionerJob, UserId, WorkspaceResource};
+use crate::{
+    AgentSettings, OrganizationId, ProvisionerJob, UserId, WorkspaceAgent, WorkspaceResource,
+};
 
 /// What a build does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +117,8 @@ pub struct WorkspaceBuild {
     pub resources: Vec<WorkspaceResource>,
     /// The agent's settings from the template (start builds).
     pub agent: Option<AgentSettings>,
+    /// The build's agents, once it has succeeded.
+    pub agents: Vec<WorkspaceAgent>,
     /// The parameters it was built with.
     pub parameters: Vec<WorkspaceBuildParameter>,
 }

@@ -6,6 +6,7 @@
 //! serialized: the server converts them to API types by hand. Main types: [`Store`] and
 //! [`builtin::BuiltinPostgres`].
 
+mod agents;
 mod api_keys;
 pub mod builtin;
 mod error;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+pub use agents::{AgentLogRow, NewAgentLog, WorkspaceAgentRow};
 pub use api_keys::{ApiKeyRow, NewApiKey};
 pub use error::Error;
 pub use files::FileRow;

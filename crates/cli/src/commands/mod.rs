@@ -1,6 +1,7 @@
 //! The command tree, mirroring Coder's. `parse` also merges the server's YAML config file
 //! below flags and environment variables; `run` dispatches to one command.
 
+mod agent;
 mod login;
 mod logout;
 mod provisioner;
@@ -124,8 +125,8 @@ pub(crate) enum Command {
     /// Manage workspace proxies (not implemented yet).
     #[command(name = "wsproxy", alias = "workspace-proxy")]
     Wsproxy(unimplemented::Rest),
-    /// Start the workspace agent (not implemented yet).
-    Agent(unimplemented::Rest),
+    /// Run the workspace agent (started by templates, with CODER_AGENT_TOKEN and CODER_AGENT_URL).
+    Agent(agent::AgentArgs),
     /// Run external provisioner daemons.
     Provisioner {
         #[command(subcommand)]
@@ -163,7 +164,7 @@ pub(crate) fn parse(
 /// Runs the parsed command.
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
-    if !matches!(command, Command::Server(_)) {
+    if !matches!(command, Command::Server(_) | Command::Agent(_)) {
         install_cli_logging(global.verbose);
     }
     match command {
@@ -194,7 +195,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Speedtest(_) => unimplemented::run("speedtest", 4),
         Command::Netcheck(_) => unimplemented::run("netcheck", 4),
         Command::ConfigSsh(_) => unimplemented::run("config-ssh", 4),
-        Command::Agent(_) => unimplemented::run("agent", 4),
+        Command::Agent(args) => agent::run(args).await,
         Command::Wsproxy(_) => unimplemented::run("wsproxy", 6),
     }
 }

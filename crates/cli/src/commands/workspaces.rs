@@ -244,7 +244,14 @@ pub(crate) async fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let columns = ["workspace", "template", "status", "last built", "outdated"];
+    let columns = [
+        "workspace",
+        "template",
+        "status",
+        "healthy",
+        "last built",
+        "outdated",
+    ];
     let chosen: Vec<String> = columns.iter().map(|column| (*column).to_owned()).collect();
     let mut table = Table::new(&columns, &chosen)?;
     for workspace in &response.workspaces {
@@ -252,6 +259,7 @@ pub(crate) async fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode
             format!("{}/{}", workspace.owner_name, workspace.name),
             workspace.template_name.clone(),
             workspace.latest_build.status.name().to_owned(),
+            healthy(&workspace.latest_build),
             output::time(workspace.latest_build.created_at),
             workspace.outdated.to_string(),
         ]);
@@ -302,17 +310,62 @@ pub(crate) async fn show(global: &GlobalArgs, args: ShowArgs) -> Result<ExitCode
             output::line(format!("  {}", resource.address))?;
         }
     }
-    if let Some(agent) = &build.agent {
-        output::line("Agent:")?;
-        if !agent.dir.is_empty() {
-            output::line(format!("  directory: {}", agent.dir))?;
+    for agent in &build.agents {
+        output::line(format!(
+            "Agent:      {} ({}, {}{})",
+            agent.name,
+            status_name(agent.status),
+            agent.lifecycle_state.name(),
+            if agent.version.is_empty() {
+                String::new()
+            } else {
+                format!(", version {}", agent.version)
+            }
+        ))?;
+        if !agent.directory.is_empty() {
+            output::line(format!("  directory: {}", agent.directory))?;
         }
         for app in &agent.apps {
             output::line(format!("  app {}: {}{}", app.slug, app.url, app.command))?;
         }
-        // FIXME(#4): the agent's connection, lifecycle and startup log come with the agent.
+        let logs = client
+            .workspace_agent_logs(agent.id)
+            .await
+            .map_err(session::explain)?;
+        if !logs.is_empty() {
+            output::line("  startup log:")?;
+            let skip = logs.len().saturating_sub(20);
+            for log in &logs[skip..] {
+                output::line(format!("    {}", log.output))?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `true` when the workspace's agent is connected and ready, `false` when it is not, blank
+/// when the workspace has no running agent.
+fn healthy(build: &WorkspaceBuild) -> String {
+    if build.status != sdk::WorkspaceStatus::Running || build.agents.is_empty() {
+        return String::new();
+    }
+    build
+        .agents
+        .iter()
+        .all(|agent| {
+            agent.status == sdk::WorkspaceAgentStatus::Connected
+                && agent.lifecycle_state == sdk::WorkspaceAgentLifecycle::Ready
+        })
+        .to_string()
+}
+
+fn status_name(status: sdk::WorkspaceAgentStatus) -> &'static str {
+    match status {
+        sdk::WorkspaceAgentStatus::Connecting => "connecting",
+        sdk::WorkspaceAgentStatus::Connected => "connected",
+        sdk::WorkspaceAgentStatus::Disconnected => "disconnected",
+        sdk::WorkspaceAgentStatus::Timeout => "timeout",
+    }
 }
 
 /// Posts a build and follows it.

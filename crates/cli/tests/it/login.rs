@@ -172,7 +172,6 @@ fn unimplemented_commands_fail_honestly() {
         ("speedtest", 4),
         ("netcheck", 4),
         ("config-ssh", 4),
-        ("agent", 4),
         ("wsproxy", 6),
     ] {
         let out = coder.run(&[command, "some-arg", "--some-flag"]).failure(1);

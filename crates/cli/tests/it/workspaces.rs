@@ -23,12 +23,10 @@ struct Setup {
 async fn setup(extra: &[&str]) -> Setup {
     let db = TestDb::new().await;
     let coder = coder();
-    let mut args = vec![
-        "--postgres-url",
-        db.url.as_str(),
-        "--http-address",
-        "127.0.0.1:0",
-    ];
+    let mut args = vec!["--postgres-url", db.url.as_str()];
+    if !extra.contains(&"--http-address") {
+        args.extend(["--http-address", "127.0.0.1:0"]);
+    }
     args.extend_from_slice(extra);
     let server = coder.server(&args);
     coder
@@ -452,4 +450,136 @@ async fn ctrl_c_cancels_a_running_build() {
     .await;
     let shown = setup.coder.run(&["show", "busy"]).success().stdout;
     assert!(shown.contains("Status:     canceled"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_connects_runs_its_startup_script_and_reports_its_shutdown() {
+    let setup = setup(&[]).await;
+    let coder = &setup.coder;
+    let workspaces_dir = format!("--parameter=workspaces_dir={}", setup.workspaces.display());
+    let agent_binary = format!("--parameter=agent_binary={}", env!("CARGO_BIN_EXE_coder"));
+    coder
+        .run(&[
+            "create",
+            "real",
+            "--template",
+            "local",
+            "-y",
+            &workspaces_dir,
+            &agent_binary,
+        ])
+        .success();
+
+    let agent = eventually(
+        Duration::from_secs(30),
+        "the agent to be connected and ready",
+        || async {
+            let shown: serde_json::Value =
+                serde_json::from_str(&coder.run(&["show", "real", "-o", "json"]).success().stdout)
+                    .ok()?;
+            let agent = shown["latest_build"]["agents"][0].clone();
+            (agent["status"] == "connected"
+                && agent["lifecycle_state"] == "ready"
+                && agent["version"] != "")
+                .then_some(agent)
+        },
+    )
+    .await;
+    let shown = coder.run(&["show", "real"]).success().stdout;
+    assert!(
+        shown.contains("Agent:      main (connected, ready, version "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("    workspace real is ready"),
+        "the startup log is shown: {shown}"
+    );
+    let table = coder.run(&["list"]).success().stdout;
+    assert!(
+        table.lines().nth(1).unwrap().contains("  running  true  "),
+        "{table}"
+    );
+
+    coder.run(&["stop", "real"]).success();
+    let token = std::fs::read_to_string(coder.config_dir().join("session")).unwrap();
+    let client = sdk::client::Client::new(setup.server.url.clone(), reqwest::Client::new())
+        .with_session_token(sdk::Secret::new(token.trim()));
+    let agent_id: uuid::Uuid = agent["id"].as_str().unwrap().parse().unwrap();
+    eventually(Duration::from_secs(30), "the agent to report off", || {
+        let client = client.clone();
+        async move {
+            let agent = client.workspace_agent(agent_id).await.ok()?;
+            (agent.lifecycle_state == sdk::WorkspaceAgentLifecycle::Off).then_some(())
+        }
+    })
+    .await;
+    let log = std::fs::read_to_string(setup.workspaces.join("admin/real/agent.log")).unwrap();
+    assert!(log.contains("agent connected"), "{log}");
+    assert!(!log.contains("no longer current"), "{log}");
+    coder.run(&["delete", "real", "--yes"]).success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_comes_back_after_the_server_restarts() {
+    // A fixed port, so the agent's CODER_AGENT_URL stays right across the restart.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let Setup {
+        server,
+        coder,
+        workspaces,
+        db_url,
+        ..
+    } = setup(&["--http-address", &address]).await;
+    let agent_binary = format!("--parameter=agent_binary={}", env!("CARGO_BIN_EXE_coder"));
+    let workspaces_dir = format!("--parameter=workspaces_dir={}", workspaces.display());
+    coder
+        .run(&[
+            "create",
+            "dev",
+            "--template",
+            "local",
+            "-y",
+            &workspaces_dir,
+            &agent_binary,
+        ])
+        .success();
+    let status = |coder: &Coder| {
+        let shown: serde_json::Value =
+            serde_json::from_str(&coder.run(&["show", "dev", "-o", "json"]).success().stdout)
+                .unwrap();
+        let agent = &shown["latest_build"]["agents"][0];
+        (
+            agent["status"].as_str().unwrap_or_default().to_owned(),
+            agent["last_connected_at"].to_string(),
+        )
+    };
+    eventually(Duration::from_secs(30), "the agent to connect", || {
+        let connected = status(&coder).0 == "connected";
+        async move { connected.then_some(()) }
+    })
+    .await;
+    let (code, _) = server.stop_with(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+
+    let server = coder.server(&["--postgres-url", &db_url, "--http-address", &address]);
+    let before = status(&coder).1;
+    // Heartbeats every 10 s, retried through the outage: the agent shows up again by itself.
+    eventually(
+        Duration::from_secs(40),
+        "the agent to reconnect after the restart",
+        || {
+            let (state, last) = status(&coder);
+            let back = state == "connected" && last != before;
+            async move { back.then_some(()) }
+        },
+    )
+    .await;
+    coder
+        .run(&["delete", "dev", "--yes", "--url", &url(&server.url)])
+        .success();
 }

@@ -1,5 +1,6 @@
 //! The REST API under `/api/v2`, one module per resource, plus the few routes outside it.
 
+mod agents;
 mod api_keys;
 mod buildinfo;
 mod files;
@@ -28,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(templates::routes())
         .merge(provisionerdaemons::routes())
         .merge(workspaces::routes())
+        .merge(agents::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Route not found.")
                 .detail("See the API reference in the README for the routes that exist.")

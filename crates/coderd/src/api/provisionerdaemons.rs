@@ -268,6 +268,17 @@ async fn complete(
             .store
             .finish_workspace_build(build.id, terraform_state.as_deref(), deleted)
             .await?;
+        // A started build with an agent gets its agent record, keyed by the token's hash.
+        if build.transition == "start"
+            && request.error.is_none()
+            && let (Some(agent), Some(hash)) = (&result.agent, &build.agent_token_hash)
+        {
+            let settings = serde_json::to_value(agent).map_err(ApiError::internal)?;
+            state
+                .store
+                .insert_workspace_agent(build.id, hash, &settings)
+                .await?;
+        }
     }
     let result = serde_json::to_value(&result).map_err(ApiError::internal)?;
     let completed = state

@@ -122,6 +122,13 @@ async fn build_to_sdk(
         job: job_sdk,
         resources: result.resources,
         agent: result.agent,
+        agents: state
+            .store
+            .workspace_agent_by_build(build.id)
+            .await?
+            .iter()
+            .map(crate::api::agents::to_sdk)
+            .collect(),
         parameters: parameters
             .into_iter()
             .map(|(name, value)| WorkspaceBuildParameter { name, value })

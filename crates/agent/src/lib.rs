@@ -1,0 +1,144 @@
+//! `coder agent`: the workspace agent. It authenticates with its build's token, fetches its
+//! manifest, reports its lifecycle, runs the startup script (its output streamed to the
+//! server), sends heartbeats, and on shutdown runs the shutdown script and reports `off`.
+//! Server outages are retried with backoff; the agent never gives up while it is running.
+//!
+//! It reaches the server only through the API (`sdk::client::Client`). The tunnel services
+//! (SSH, port forwarding, the web terminal) arrive with issue #4's tunnels. Main types:
+//! [`Config`], [`run`].
+
+mod scripts;
+
+use std::time::Duration;
+
+use sdk::client::{Client, ClientError};
+use sdk::{AgentHeartbeatRequest, AgentManifest, UpdateLifecycleRequest, WorkspaceAgentLifecycle};
+use tokio_util::sync::CancellationToken;
+
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What the agent needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The agent's version, reported with heartbeats.
+    pub version: String,
+}
+
+/// Runs the agent until `shutdown` fires, then runs the shutdown script and reports `off`.
+/// `client` is authenticated with the agent token. Cancel-safe only through `shutdown`.
+pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
+    let Some(manifest) = fetch_manifest(&client, &shutdown).await else {
+        return;
+    };
+    tracing::info!(
+        workspace = %manifest.workspace_name,
+        owner = %manifest.owner_name,
+        agent_id = %manifest.agent_id,
+        "agent connected"
+    );
+    let heartbeats = CancellationToken::new();
+    let heartbeat_task = tokio::spawn(heartbeat(
+        client.clone(),
+        config.version.clone(),
+        heartbeats.clone(),
+    ));
+
+    report(&client, WorkspaceAgentLifecycle::Starting).await;
+    let started = if manifest.startup_script.trim().is_empty() {
+        Some(true)
+    } else {
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            succeeded = scripts::run(&client, &manifest, "startup_script", &manifest.startup_script) => {
+                Some(succeeded)
+            }
+        }
+    };
+    match started {
+        Some(true) => report(&client, WorkspaceAgentLifecycle::Ready).await,
+        Some(false) => report(&client, WorkspaceAgentLifecycle::StartError).await,
+        None => {}
+    }
+    shutdown.cancelled().await;
+
+    report(&client, WorkspaceAgentLifecycle::ShuttingDown).await;
+    let stopped = manifest.shutdown_script.trim().is_empty()
+        || scripts::run(
+            &client,
+            &manifest,
+            "shutdown_script",
+            &manifest.shutdown_script,
+        )
+        .await;
+    report(
+        &client,
+        if stopped {
+            WorkspaceAgentLifecycle::Off
+        } else {
+            WorkspaceAgentLifecycle::ShutdownError
+        },
+    )
+    .await;
+    heartbeats.cancel();
+    let _ = heartbeat_task.await;
+    tracing::info!("agent stopped");
+}
+
+/// The manifest, retried with backoff until it comes (a just-started agent may ask before its
+/// build has finished) or `shutdown` fires.
+async fn fetch_manifest(client: &Client, shutdown: &CancellationToken) -> Option<AgentManifest> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.agent_manifest().await {
+            Ok(manifest) => return Some(manifest),
+            Err(err) => {
+                let waiting_for_build = matches!(err, ClientError::Api { status: 401, .. });
+                if waiting_for_build {
+                    tracing::info!(error = %err, retry_in = ?backoff, "the server does not accept this agent yet");
+                } else {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "fetching the manifest failed");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn heartbeat(client: Client, version: String, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let request = AgentHeartbeatRequest {
+            version: version.clone(),
+        };
+        if let Err(err) = client.agent_heartbeat(&request).await {
+            tracing::warn!(error = %err, "heartbeat failed; retrying");
+        }
+    }
+}
+
+/// Reports a lifecycle state, retrying with backoff for up to about a minute.
+async fn report(client: &Client, state: WorkspaceAgentLifecycle) {
+    let mut backoff = Duration::from_millis(100);
+    for _ in 0..10 {
+        match client
+            .agent_report_lifecycle(&UpdateLifecycleRequest { state })
+            .await
+        {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(state = state.name(), error = %err, "reporting the lifecycle failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! `/api/v2/workspaceagents`: the agent's own API (`/me/...`, authenticated with its build's
+//! agent token: manifest, heartbeat, lifecycle, logs) and what users read about agents.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::{TimeDelta, Utc};
+use sdk::{
+    AgentHeartbeatRequest, AgentManifest, AgentSettings, PatchAgentLogsRequest,
+    UpdateLifecycleRequest, WorkspaceAgent, WorkspaceAgentLifecycle, WorkspaceAgentLog,
+    WorkspaceAgentStatus,
+};
+use store::{NewAgentLog, WorkspaceAgentRow, WorkspaceRow};
+use uuid::Uuid;
+
+use crate::auth::{CurrentUser, hash_secret};
+use crate::authz::{Action, Resource};
+use crate::error::ApiError;
+use crate::json::Json as JsonBody;
+use crate::state::AppState;
+
+/// An agent is connected while its heartbeats (every 10 s) keep coming.
+const CONNECTED_WITHIN: TimeDelta = TimeDelta::seconds(30);
+/// An agent that never connects within this long has timed out.
+const CONNECT_TIMEOUT: TimeDelta = TimeDelta::minutes(10);
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workspaceagents/me/manifest", get(manifest))
+        .route("/workspaceagents/me/heartbeat", post(heartbeat))
+        .route(
+            "/workspaceagents/me/report-lifecycle",
+            post(report_lifecycle),
+        )
+        .route("/workspaceagents/me/logs", patch(append_logs))
+        .route("/workspaceagents/{id}", get(show_agent))
+        .route("/workspaceagents/{id}/logs", get(agent_logs))
+}
+
+pub(crate) fn lifecycle(name: &str) -> WorkspaceAgentLifecycle {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .unwrap_or(WorkspaceAgentLifecycle::Created)
+}
+
+pub(crate) fn to_sdk(row: &WorkspaceAgentRow) -> WorkspaceAgent {
+    let now = Utc::now();
+    let status = match row.last_connected_at {
+        Some(last) if now - last <= CONNECTED_WITHIN => WorkspaceAgentStatus::Connected,
+        Some(_) => WorkspaceAgentStatus::Disconnected,
+        None if now - row.created_at > CONNECT_TIMEOUT => WorkspaceAgentStatus::Timeout,
+        None => WorkspaceAgentStatus::Connecting,
+    };
+    let settings: AgentSettings = serde_json::from_value(row.settings.clone()).unwrap_or_default();
+    WorkspaceAgent {
+        id: row.id,
+        name: row.name.clone(),
+        status,
+        lifecycle_state: lifecycle(&row.lifecycle_state),
+        first_connected_at: row.first_connected_at,
+        last_connected_at: row.last_connected_at,
+        version: row.version.clone(),
+        directory: settings.dir,
+        apps: settings.apps,
+    }
+}
+
+/// The agent a request's token belongs to; only the agent of its workspace's latest build
+/// of a live workspace is accepted.
+pub(crate) struct CurrentAgent {
+    agent: WorkspaceAgentRow,
+    workspace: WorkspaceRow,
+}
+
+impl FromRequestParts<AppState> for CurrentAgent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let invalid = || {
+            ApiError::unauthorized("Invalid agent token.")
+                .detail("The agent needs its build's token in CODER_AGENT_TOKEN.")
+        };
+        let token = parts
+            .headers
+            .get(sdk::SESSION_TOKEN_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(invalid)?;
+        let agent = state
+            .store
+            .workspace_agent_by_token_hash(&hash_secret(token))
+            .await?
+            .ok_or_else(invalid)?;
+        let build = state
+            .store
+            .workspace_build(agent.build_id)
+            .await?
+            .ok_or_else(invalid)?;
+        let workspace = state
+            .store
+            .workspace(build.workspace_id)
+            .await?
+            .ok_or_else(invalid)?;
+        // A stop or delete build still lets the agent it stops report its shutdown; a newer
+        // start build has an agent of its own.
+        let latest = state.store.latest_workspace_build(workspace.id).await?;
+        let superseded = latest.is_some_and(|latest| {
+            latest.id != build.id
+                && latest.transition == "start"
+                && latest.build_number > build.build_number
+        });
+        if workspace.deleted || superseded {
+            return Err(ApiError::unauthorized(
+                "This agent's workspace build is no longer current.",
+            ));
+        }
+        Ok(CurrentAgent { agent, workspace })
+    }
+}
+
+async fn manifest(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+) -> Result<Json<AgentManifest>, ApiError> {
+    let settings: AgentSettings =
+        serde_json::from_value(current.agent.settings.clone()).unwrap_or_default();
+    let owner = state
+        .store
+        .user_by_id(current.workspace.owner_id)
+        .await?
+        .map(|user| user.username)
+        .unwrap_or_default();
+    Ok(Json(AgentManifest {
+        agent_id: current.agent.id,
+        workspace_id: current.workspace.id,
+        workspace_name: current.workspace.name.clone(),
+        owner_name: owner,
+        directory: settings.dir,
+        environment_variables: settings.env,
+        startup_script: settings.startup_script,
+        shutdown_script: settings.shutdown_script,
+        apps: settings.apps,
+        metadata: settings.metadata,
+    }))
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    JsonBody(request): JsonBody<AgentHeartbeatRequest>,
+) -> Result<StatusCode, ApiError> {
+    let version: String = request.version.chars().take(64).collect();
+    state
+        .store
+        .touch_workspace_agent(current.agent.id, Some(&version))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn report_lifecycle(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    JsonBody(request): JsonBody<UpdateLifecycleRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .set_workspace_agent_lifecycle(current.agent.id, request.state.name())
+        .await?;
+    state
+        .store
+        .touch_workspace_agent(current.agent.id, None)
+        .await?;
+    tracing::info!(agent_id = %current.agent.id, state = request.state.name(), "agent lifecycle");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The longest line kept from an agent's script output.
+const MAX_LINE: usize = 4096;
+
+async fn append_logs(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    JsonBody(request): JsonBody<PatchAgentLogsRequest>,
+) -> Result<StatusCode, ApiError> {
+    if !matches!(
+        request.source.as_str(),
+        "startup_script" | "shutdown_script"
+    ) {
+        return Err(ApiError::bad_request(
+            "source must be startup_script or shutdown_script.",
+        ));
+    }
+    let logs: Vec<NewAgentLog> = request
+        .logs
+        .into_iter()
+        .map(|log| NewAgentLog {
+            source: request.source.clone(),
+            level: if log.level == "error" {
+                "error"
+            } else {
+                "info"
+            }
+            .to_owned(),
+            output: log.output.chars().take(MAX_LINE).collect(),
+        })
+        .collect();
+    state
+        .store
+        .append_agent_logs(current.agent.id, &logs)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn readable_agent(
+    state: &AppState,
+    current: &CurrentUser,
+    id: Uuid,
+) -> Result<WorkspaceAgentRow, ApiError> {
+    let agent = state
+        .store
+        .workspace_agent(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let build = state
+        .store
+        .workspace_build(agent.build_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let workspace = state
+        .store
+        .workspace(build.workspace_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    current.subject.authorize(
+        Action::Read,
+        Resource::Workspace {
+            owner: workspace.owner_id,
+            organization: workspace.organization_id,
+        },
+    )?;
+    Ok(agent)
+}
+
+async fn show_agent(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<WorkspaceAgent>, ApiError> {
+    let agent = readable_agent(&state, &current, id).await?;
+    Ok(Json(to_sdk(&agent)))
+}
+
+async fn agent_logs(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Vec<WorkspaceAgentLog>>, ApiError> {
+    let agent = readable_agent(&state, &current, id).await?;
+    let logs = state.store.agent_logs(agent.id, 0).await?;
+    Ok(Json(
+        logs.into_iter()
+            .map(|log| WorkspaceAgentLog {
+                id: log.id,
+                created_at: log.created_at,
+                source: log.source,
+                level: log.level,
+                output: log.output,
+            })
+            .collect(),
+    ))
+}
