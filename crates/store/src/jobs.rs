@@ -73,6 +73,19 @@ pub struct NewJobLog {
     pub output: String,
 }
 
+/// Wakes the job's followers (delivered at commit when sent inside a transaction).
+async fn notify_job_updated<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    job_id: Uuid,
+) -> Result<(), Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(JOB_UPDATED_CHANNEL)
+        .bind(job_id.to_string())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn insert_job(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     job: &NewJob,
@@ -157,11 +170,7 @@ impl Store {
         .bind(&outputs)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(JOB_UPDATED_CHANNEL)
-            .bind(job_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        notify_job_updated(&mut *tx, job_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -216,11 +225,7 @@ impl Store {
         .bind(result)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(JOB_UPDATED_CHANNEL)
-            .bind(job_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        notify_job_updated(&mut *tx, job_id).await?;
         tx.commit().await?;
         Ok(updated.rows_affected() > 0)
     }
@@ -240,11 +245,7 @@ impl Store {
         .bind(job_id)
         .fetch_optional(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(JOB_UPDATED_CHANNEL)
-            .bind(job_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        notify_job_updated(&mut *tx, job_id).await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -267,11 +268,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for id in &ids {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(JOB_UPDATED_CHANNEL)
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await?;
+            notify_job_updated(&self.pool, *id).await?;
         }
         Ok(ids)
     }

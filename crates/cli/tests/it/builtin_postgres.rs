@@ -2,7 +2,6 @@
 //! directory, across clean restarts, a SIGKILL, and a second server on the same directory.
 
 use nix::sys::signal::Signal;
-use testkit::PASSWORD;
 
 use crate::{coder, url};
 
@@ -28,15 +27,7 @@ fn built_in_postgres_survives_restarts_and_sigkill() {
         "{}",
         server.transcript
     );
-    coder
-        .run(&[
-            "login",
-            &url(&server.url),
-            "--first-user-username=admin",
-            "--first-user-email=admin@example.com",
-            &format!("--first-user-password={PASSWORD}"),
-        ])
-        .success();
+    crate::login_first_user(&coder, &server.url);
 
     // Nothing in the cluster's directory is readable by others.
     for entry in std::fs::read_dir(&dir).unwrap() {

@@ -17,6 +17,19 @@ fn coder() -> Coder {
     Coder::new(env!("CARGO_BIN_EXE_coder"))
 }
 
+/// Logs `coder` in to the server at `server_url` as its first user, `admin` (an owner).
+fn login_first_user(coder: &Coder, server_url: &url::Url) {
+    coder
+        .run(&[
+            "login",
+            &url(server_url),
+            "--first-user-username=admin",
+            "--first-user-email=admin@example.com",
+            &format!("--first-user-password={}", testkit::PASSWORD),
+        ])
+        .success();
+}
+
 /// The URL as users type it (no trailing slash).
 fn url(url: &url::Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()

@@ -250,15 +250,7 @@ async fn json_logs_go_to_the_named_file() {
         "--log-json",
         log.to_str().unwrap(),
     ]);
-    coder
-        .run(&[
-            "login",
-            &url(&server.url),
-            "--first-user-username=admin",
-            "--first-user-email=admin@example.com",
-            &format!("--first-user-password={}", testkit::PASSWORD),
-        ])
-        .success();
+    crate::login_first_user(&coder, &server.url);
     let (code, output) = server.stop_with(Signal::SIGTERM);
     assert_eq!(code, Some(0));
     assert!(

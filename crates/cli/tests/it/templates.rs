@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use testkit::{Coder, PASSWORD, ServerProcess, TestDb};
+use testkit::{Coder, ServerProcess, TestDb};
 
 use crate::{coder, url};
 
@@ -27,15 +27,7 @@ async fn server_and_owner(extra: &[&str]) -> (ServerProcess, Coder) {
     ];
     args.extend_from_slice(extra);
     let server = coder.server(&args);
-    coder
-        .run(&[
-            "login",
-            &url(&server.url),
-            "--first-user-username=admin",
-            "--first-user-email=admin@example.com",
-            &format!("--first-user-password={PASSWORD}"),
-        ])
-        .success();
+    crate::login_first_user(&coder, &server.url);
     (server, coder)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use testkit::{Coder, PASSWORD, ServerProcess, TestDb, eventually};
+use testkit::{Coder, ServerProcess, TestDb, eventually};
 
 use crate::{coder, url};
 
@@ -29,15 +29,7 @@ async fn setup(extra: &[&str]) -> Setup {
     }
     args.extend_from_slice(extra);
     let server = coder.server(&args);
-    coder
-        .run(&[
-            "login",
-            &url(&server.url),
-            "--first-user-username=admin",
-            "--first-user-email=admin@example.com",
-            &format!("--first-user-password={PASSWORD}"),
-        ])
-        .success();
+    crate::login_first_user(&coder, &server.url);
     let template = coder.home().join("local");
     coder
         .run(&["templates", "init", template.to_str().unwrap()])

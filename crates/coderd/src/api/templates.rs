@@ -22,6 +22,7 @@ use serde::Deserialize;
 use store::{JobRow, NewJob, NewTemplate, OrganizationRow, TemplateRow, TemplateVersionRow};
 use uuid::Uuid;
 
+use crate::api::users::username;
 use crate::auth::CurrentUser;
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
@@ -73,15 +74,6 @@ async fn readable_organization(
         .subject
         .authorize(Action::Read, Resource::Organization(row.id))?;
     Ok(row)
-}
-
-async fn username(state: &AppState, id: Uuid) -> Result<String, ApiError> {
-    Ok(state
-        .store
-        .user_by_id(id)
-        .await?
-        .map(|user| user.username)
-        .unwrap_or_default())
 }
 
 async fn version_to_sdk(
@@ -185,6 +177,14 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+fn invalid_name() -> ApiError {
+    ApiError::validation(vec![sdk::ValidationError {
+        field: "name".to_owned(),
+        detail: "must be 1-64 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            .to_owned(),
+    }])
+}
+
 fn generated_version_name() -> String {
     let suffix: u16 = rand::rng().random();
     format!("{}-{suffix:04x}", Utc::now().format("v%Y%m%d-%H%M%S"))
@@ -238,10 +238,7 @@ async fn create_version(
         request.name.clone()
     };
     if !is_valid_name(&name) {
-        return Err(ApiError::validation(vec![sdk::ValidationError {
-            field: "name".to_owned(),
-            detail: "must be 1-64 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".to_owned(),
-        }]));
+        return Err(invalid_name());
     }
     for (key, value) in &request.tags {
         if !is_valid_name(key) || value.len() > 256 {
@@ -475,10 +472,7 @@ async fn create_template(
         },
     )?;
     if !is_valid_name(&request.name) {
-        return Err(ApiError::validation(vec![sdk::ValidationError {
-            field: "name".to_owned(),
-            detail: "must be 1-64 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".to_owned(),
-        }]));
+        return Err(invalid_name());
     }
     let version = state
         .store

@@ -71,6 +71,16 @@ pub(crate) fn to_sdk(row: &UserRow) -> sdk::User {
     }
 }
 
+/// A user's username, or empty when the user is gone (records outlive users).
+pub(crate) async fn username(state: &AppState, id: Uuid) -> Result<String, ApiError> {
+    Ok(state
+        .store
+        .user_by_id(id)
+        .await?
+        .map(|user| user.username)
+        .unwrap_or_default())
+}
+
 /// Finds the user a path names: `me`, an id, or a username. 404 when the caller may not
 /// read that user, whether or not it exists.
 pub(crate) async fn resolve_user(

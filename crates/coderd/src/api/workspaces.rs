@@ -19,7 +19,7 @@ use store::{NewJob, NewWorkspaceBuild, PostBuild, WorkspaceBuildRow, WorkspaceRo
 use uuid::Uuid;
 
 use crate::api::templates::{LogsQuery, check_imported, job_logs, job_result};
-use crate::api::users::{check_username, resolve_user};
+use crate::api::users::{check_username, resolve_user, username};
 use crate::auth::CurrentUser;
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
@@ -74,15 +74,6 @@ fn status(transition: WorkspaceTransition, job: ProvisionerJobStatus) -> Workspa
         (Job::Canceling, _) => Canceling,
         (Job::Canceled, _) => Canceled,
     }
-}
-
-async fn username(state: &AppState, id: Uuid) -> Result<String, ApiError> {
-    Ok(state
-        .store
-        .user_by_id(id)
-        .await?
-        .map(|user| user.username)
-        .unwrap_or_default())
 }
 
 async fn build_to_sdk(
