@@ -1,0 +1,100 @@
+//! End-to-end encrypted tunnels between users, workspaces and servers: iroh endpoints set up to
+//! run fully offline (our relay map only; no public relays, DNS or discovery), and the relay
+//! that admits only endpoints the control plane knows.
+//!
+//! It owns no policy: callers decide which endpoint ids the relay admits and where endpoints
+//! find each other (the coordinator, issue #4). Main types: [`EndpointOptions`], [`bind`],
+//! [`relay::Relay`], [`relay::AllowList`], [`Path`].
+#![deny(missing_docs)]
+
+pub mod relay;
+
+use std::net::SocketAddr;
+
+use iroh::endpoint::{Connection, PortmapperConfig, presets};
+use iroh::{Endpoint, NetReportConfig, RelayConfig, RelayMap, RelayMode};
+
+pub use iroh::{EndpointAddr, EndpointId, RelayUrl, SecretKey};
+
+/// How to set up an endpoint.
+#[derive(Clone, Debug)]
+pub struct EndpointOptions {
+    /// Its identity; its public half is the endpoint id others dial.
+    pub secret_key: SecretKey,
+    /// The relays it may use (its home relay is chosen among them by latency).
+    pub relays: Vec<RelayUrl>,
+    /// The protocols it accepts (ALPNs); empty for dial-only endpoints.
+    pub alpns: Vec<Vec<u8>>,
+    /// Whether it may use direct (UDP) paths; without them every byte goes through a relay.
+    pub direct: bool,
+    /// The UDP address direct paths use; `None` binds every interface (IPv4 and IPv6).
+    pub bind: Option<SocketAddr>,
+}
+
+/// Why an endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The endpoint failed to bind its sockets.
+    #[error("binding the tunnel endpoint")]
+    Bind(#[source] iroh::endpoint::BindError),
+    /// The bind address is not usable.
+    #[error("invalid tunnel bind address {0}")]
+    BindAddress(SocketAddr),
+}
+
+/// Binds an endpoint that talks only to the given relays and never looks anything up on the
+/// internet (air-gapped installs reach nothing outside).
+pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {
+    let relays = RelayMap::from_iter(
+        options
+            .relays
+            .into_iter()
+            .map(|url| RelayConfig::new(url, None)),
+    );
+    // HTTPS probes find the home relay; the captive-portal check would fetch port 80 of the
+    // relay's host whatever its port, so it stays off.
+    let mut net_report = NetReportConfig::minimal();
+    net_report.https_probes = true;
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(options.secret_key)
+        .relay_mode(RelayMode::Custom(relays))
+        .portmapper_config(PortmapperConfig::Disabled)
+        .net_report_config(net_report)
+        .alpns(options.alpns);
+    if !options.direct {
+        builder = builder.clear_ip_transports();
+    } else if let Some(address) = options.bind {
+        builder = builder
+            .clear_ip_transports()
+            .bind_addr(address)
+            .map_err(|_| BindError::BindAddress(address))?;
+    }
+    builder.bind().await.map_err(BindError::Bind)
+}
+
+/// The path a connection's packets take now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Straight to the peer (peer-to-peer).
+    Direct(SocketAddr),
+    /// Through this relay.
+    Relay(RelayUrl),
+    /// Not yet known.
+    Unknown,
+}
+
+/// The connection's selected path.
+pub fn path(connection: &Connection) -> Path {
+    let paths = connection.paths();
+    for path in &paths {
+        if !path.is_selected() {
+            continue;
+        }
+        return match path.remote_addr() {
+            iroh::TransportAddr::Ip(address) => Path::Direct(*address),
+            iroh::TransportAddr::Relay(url) => Path::Relay(url.clone()),
+            _ => Path::Unknown,
+        };
+    }
+    Path::Unknown
+}
