@@ -100,12 +100,13 @@ impl ConfigDir {
 }
 
 /// An HTTP client with sane timeouts, trusting the system's CA certificates (and
-/// `SSL_CERT_FILE`).
+/// `SSL_CERT_FILE`). The timeout is per read, not per request: a followed build log may last
+/// an hour, but its stream sends a keep-alive every 15 s (and a provisioner's claim waits 30 s).
 pub(crate) fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(format!("coder-cli/{}", coderd::VERSION))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .read_timeout(Duration::from_secs(60))
         .build()
         .context("building the HTTP client")
 }

@@ -40,13 +40,6 @@ impl ClientAuth {
         "verify-if-given",
         "require-and-verify",
     ];
-
-    fn needs_ca(self) -> bool {
-        matches!(
-            self,
-            ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify
-        )
-    }
 }
 
 impl FromStr for ClientAuth {
@@ -192,7 +185,7 @@ pub fn server_config(options: &TlsOptions) -> Result<Arc<rustls::ServerConfig>, 
                 roots.add(cert).map_err(TlsError::Rustls)?;
             }
             let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let builder = if mode.needs_ca() && mode == ClientAuth::VerifyIfGiven {
+            let builder = if mode == ClientAuth::VerifyIfGiven {
                 builder.allow_unauthenticated()
             } else {
                 builder
