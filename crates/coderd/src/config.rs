@@ -36,6 +36,8 @@ pub struct Config {
     pub provisioner_keys: Vec<Secret>,
     /// A running job whose provisioner sends no heartbeat for this long fails.
     pub provisioner_heartbeat_timeout: Duration,
+    /// Serve the relay at `/relay` on the API's own listeners.
+    pub relay_enabled: bool,
 }
 
 /// Where the server keeps its state.

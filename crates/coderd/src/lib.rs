@@ -45,6 +45,8 @@ pub use error::ApiError;
 pub use state::AppState;
 /// The built-in cluster, for `coder server postgres-builtin-serve`.
 pub use store::builtin::BuiltinPostgres;
+/// The relay served on the API's listeners.
+pub use tunnel::relay::EmbeddedRelay;
 
 /// The version every API answer and `coder --version` report: `CODER_BUILD_VERSION` at build
 /// time (release builds set it), else `0.0.0-devel` as Coder's development builds say. Crate
@@ -104,6 +106,8 @@ pub struct Handle {
     pub prometheus_address: Option<SocketAddr>,
     /// The built-in PostgreSQL's directory, when it is in use.
     pub builtin_postgres_dir: Option<PathBuf>,
+    /// The embedded relay, when enabled.
+    pub relay: Option<tunnel::relay::EmbeddedRelay>,
 }
 
 /// How long the whole shutdown may take before tasks are aborted.
@@ -157,7 +161,13 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
     let mut handle_addresses = (None, None, None);
     if let Some(listener) = listeners.http {
         handle_addresses.0 = Some(address(&listener)?);
-        tasks.spawn(serve::serve(listener, None, router.clone(), cancel.clone()));
+        tasks.spawn(serve::serve(
+            listener,
+            None,
+            router.clone(),
+            state.relay.clone(),
+            cancel.clone(),
+        ));
     }
     if let Some((listener, tls)) = listeners.tls {
         handle_addresses.1 = Some(address(&listener)?);
@@ -166,13 +176,20 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
             listener,
             Some(acceptor),
             router.clone(),
+            state.relay.clone(),
             cancel.clone(),
         ));
     }
     if let Some(listener) = listeners.prometheus {
         handle_addresses.2 = Some(address(&listener)?);
         let metrics_router = metrics::router(state.metrics());
-        tasks.spawn(serve::serve(listener, None, metrics_router, cancel.clone()));
+        tasks.spawn(serve::serve(
+            listener,
+            None,
+            metrics_router,
+            None,
+            cancel.clone(),
+        ));
     }
     Ok(Handle {
         cancel,
@@ -183,6 +200,7 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
         tls_address: handle_addresses.1,
         prometheus_address: handle_addresses.2,
         builtin_postgres_dir,
+        relay: state.relay.clone(),
     })
 }
 

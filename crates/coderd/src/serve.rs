@@ -1,9 +1,11 @@
 //! The accept loop shared by the HTTP and HTTPS listeners: a bounded number of connections,
-//! HTTP/1.1 (with upgrades, for WebSockets) and HTTP/2, the peer address in each request, and
-//! a graceful drain on shutdown.
+//! the peer address in each request, the embedded relay on `GET /relay`, and a graceful drain
+//! on shutdown.
 //!
-//! Our own loop rather than `axum::serve`, because the HTTPS listener needs a TLS handshake
-//! per connection and the relay (a later issue) must share this listener.
+//! Our own loop rather than `axum::serve`: the HTTPS listener needs a TLS handshake per
+//! connection, and the relay's upgrade handler needs the connection as iroh-relay's
+//! `MaybeTlsStream` served by HTTP/1.1 (HTTP/2 is used only when TLS negotiates `h2`, where no
+//! relay upgrade can happen).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,32 +13,38 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tunnel::relay::{EmbeddedRelay, MaybeTlsStream};
 
 const MAX_CONNECTIONS: usize = 10_000;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish their requests after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `cancel` fires, then drains. Cancel-safe only through
-/// `cancel`: dropping the future aborts every connection at once.
+/// The relay service's failure, as a concrete type: a boxed trait object here trips rustc's
+/// inference of the spawned connection future's `Send` bound.
+#[derive(Debug, thiserror::Error)]
+#[error("relay request failed: {0}")]
+struct RelayFailed(String);
+
+/// Serves `router` (and the relay, when given) on `listener` until `cancel` fires, then
+/// drains. Cancel-safe only through `cancel`: dropping the future aborts every connection.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    relay: Option<EmbeddedRelay>,
     cancel: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -61,52 +69,104 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let relay = relay.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let cancel = cancel.clone();
         connections.spawn(async move {
             let _permit = permit;
-            match tls {
-                None => serve_connection(stream, peer, router, watcher).await,
+            let stream = match tls {
+                None => MaybeTlsStream::Plain(stream),
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, router, watcher).await,
+                        Ok(Ok(stream)) => MaybeTlsStream::Tls(stream),
                         Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
                         }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
                 }
-            }
+            };
+            serve_connection(stream, peer, router, relay, cancel).await;
         });
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
-            tracing::info!("connections still open after the drain period; closing them");
-        }
+    // Each connection saw the cancel and is finishing its requests; give them the drain period.
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!("connections still open after the drain period; closing them");
+    }
+    if let Some(relay) = &relay {
+        relay.shutdown().await;
     }
     connections.shutdown().await;
 }
 
-async fn serve_connection<S>(
-    stream: S,
+async fn serve_connection(
+    stream: MaybeTlsStream,
     peer: SocketAddr,
     router: Router,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = router.map_request(move |mut request: axum::extract::Request<_>| {
+    relay: Option<EmbeddedRelay>,
+    cancel: CancellationToken,
+) {
+    let is_h2 = matches!(
+        &stream,
+        MaybeTlsStream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2")
+    );
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        request
+        let router = router.clone();
+        let relay = relay
+            .clone()
+            .filter(|_| EmbeddedRelay::is_relay_request(&request));
+        async move {
+            let response: Result<http::Response<axum::body::Body>, RelayFailed> = match relay {
+                Some(relay) => match relay.service().call(request).await {
+                    Ok(response) => Ok(response.map(axum::body::Body::new)),
+                    Err(err) => Err(RelayFailed(err.to_string())),
+                },
+                None => match router.oneshot(request.map(axum::body::Body::new)).await {
+                    Ok(response) => Ok(response),
+                    Err(never) => match never {},
+                },
+            };
+            response
+        }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-    if let Err(err) = watcher.watch(connection.into_owned()).await {
+    let io = TokioIo::new(stream);
+    // On cancel a connection stops taking new requests and finishes the ones in flight.
+    let result = if is_h2 {
+        let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => result,
+            () = cancel.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    } else {
+        let connection = http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => result,
+            () = cancel.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    };
+    if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
     }
 }

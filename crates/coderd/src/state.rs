@@ -18,13 +18,19 @@ pub struct AppState {
     pub(crate) login_limiter: Arc<RateLimiter>,
     pub(crate) deployment_id: Arc<str>,
     pub(crate) job_events: Arc<JobEvents>,
+    /// The embedded relay, when enabled; the coordinator admits endpoints to it.
+    pub(crate) relay: Option<tunnel::relay::EmbeddedRelay>,
 }
 
 impl AppState {
     /// State for a server on an already migrated database.
     pub async fn new(config: Config, store: Store) -> Result<Self, store::Error> {
         let deployment_id = store.deployment_id().await?;
+        let relay = config
+            .relay_enabled
+            .then(|| tunnel::relay::EmbeddedRelay::new(tunnel::relay::AllowList::default()));
         Ok(Self {
+            relay,
             login_limiter: Arc::new(RateLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),
             store,
@@ -32,6 +38,11 @@ impl AppState {
             deployment_id: deployment_id.into(),
             job_events: JobEvents::new(),
         })
+    }
+
+    /// The embedded relay, when enabled.
+    pub fn relay(&self) -> Option<&tunnel::relay::EmbeddedRelay> {
+        self.relay.as_ref()
     }
 
     /// The metrics registry, for the Prometheus listener.

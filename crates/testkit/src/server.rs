@@ -42,6 +42,7 @@ pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
         telemetry: false,
         provisioner_keys: vec![Secret::new(PROVISIONER_PSK)],
         provisioner_heartbeat_timeout: Duration::from_secs(30),
+        relay_enabled: true,
     }
 }
 
@@ -163,6 +164,13 @@ impl TestServer {
                 .unwrap();
         }
         self.login(&email).await
+    }
+
+    /// The embedded relay (tests admit endpoints to it directly until the coordinator does).
+    pub fn relay(&self) -> Option<&coderd::EmbeddedRelay> {
+        self.handle
+            .as_ref()
+            .and_then(|handle| handle.relay.as_ref())
     }
 
     /// Stops the server gracefully.

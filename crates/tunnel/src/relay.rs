@@ -7,9 +7,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use iroh::{EndpointId, RelayUrl};
+use iroh_relay::KeyCache;
+use iroh_relay::server::http_server::{Handlers, RelayService, RelayServiceWithNotify};
 use iroh_relay::server::{
-    Access, AccessControl, ClientRequest, RelayConfig, Server, ServerConfig, SpawnError,
+    Access, AccessControl, ClientRequest, Metrics, RelayConfig, Server, ServerConfig, SpawnError,
 };
+
+pub use iroh_relay::server::streams::MaybeTlsStream;
 
 /// The endpoint ids the relay admits; shared and changeable while the relay runs.
 #[derive(Clone, Debug, Default)]
@@ -26,9 +30,8 @@ impl AllowList {
             .insert(id);
     }
 
-    /// Stops admitting `id`. A connection it already has stays open until it ends.
-    // FIXME(#4): disconnect live relay connections too, once the relay is embedded in the
-    // API's listener (iroh-relay exposes its client registry only at that level).
+    /// Stops admitting `id` from its next connection attempt on; [`EmbeddedRelay::revoke`]
+    /// also closes the connections it has.
     pub fn revoke(&self, id: EndpointId) {
         self.ids
             .write()
@@ -106,5 +109,61 @@ impl Relay {
         if let Err(err) = self.server.shutdown().await {
             tracing::warn!(error = %err, "the relay did not stop cleanly");
         }
+    }
+}
+
+/// The path relay clients upgrade on.
+pub const RELAY_PATH: &str = "/relay";
+
+/// The path endpoints probe to measure their latency to a relay; the HTTP server hosting an
+/// embedded relay must answer it with 200 (no endpoint picks a home relay it cannot probe).
+pub const PROBE_PATH: &str = iroh_relay::http::RELAY_PROBE_PATH;
+
+/// A relay served by someone else's HTTP server (the API's own listener): it handles the
+/// `GET /relay` upgrade of connections served over [`MaybeTlsStream`] with HTTP/1.1.
+#[derive(Clone, Debug)]
+pub struct EmbeddedRelay {
+    service: RelayService,
+    allowed: AllowList,
+}
+
+impl EmbeddedRelay {
+    /// A relay admitting only `allowed` endpoints.
+    pub fn new(allowed: AllowList) -> Self {
+        let service = RelayService::new(
+            Handlers::default(),
+            http::HeaderMap::new(),
+            None,
+            KeyCache::new(1024),
+            Arc::new(Gate(allowed.clone())),
+            Arc::new(Metrics::default()),
+        );
+        Self { service, allowed }
+    }
+
+    /// Whether a request is for the relay.
+    pub fn is_relay_request<B>(request: &http::Request<B>) -> bool {
+        request.method() == http::Method::GET && request.uri().path() == RELAY_PATH
+    }
+
+    /// The hyper service answering relay requests.
+    pub fn service(&self) -> RelayServiceWithNotify {
+        RelayServiceWithNotify::new(self.service.clone(), Arc::new(tokio::sync::Notify::new()))
+    }
+
+    /// The endpoints it admits.
+    pub fn allowed(&self) -> &AllowList {
+        &self.allowed
+    }
+
+    /// Stops admitting `id` and closes its live relay connections.
+    pub fn revoke(&self, id: EndpointId) {
+        self.allowed.revoke(id);
+        self.service.clients().disconnect(id, None);
+    }
+
+    /// Closes every relay connection.
+    pub async fn shutdown(&self) {
+        self.service.shutdown().await;
     }
 }

@@ -46,6 +46,11 @@ pub(crate) fn routes() -> Router<AppState> {
 pub(crate) fn site_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "OK" }))
+        // Tunnel endpoints measure their latency to the embedded relay here.
+        .route(
+            tunnel::relay::PROBE_PATH,
+            get(|| async { ([("access-control-allow-origin", "*")], "") }),
+        )
         .route("/", get(index))
         .fallback(|| async {
             (

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod authz;
 mod database;
+mod relay;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

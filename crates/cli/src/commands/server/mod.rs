@@ -158,6 +158,13 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "CODER_LOG_FILTER", help_heading = "Introspection")]
     log_filter: Option<String>,
 
+    /// Serve the relay (the seeds' DERP) at /relay on the API's own address. It admits only
+    /// endpoints this deployment knows.
+    #[arg(long, env = "CODER_DERP_SERVER_ENABLE", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Networking / DERP")]
+    derp_server_enable: bool,
+
     /// Provisioner daemons to run inside the server (0: only external ones).
     #[arg(
         long,
@@ -370,6 +377,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         telemetry: args.telemetry,
         provisioner_keys,
         provisioner_heartbeat_timeout: args.provisioner_heartbeat_timeout,
+        relay_enabled: args.derp_server_enable,
     };
     let handle = match coderd::spawn(config, listeners).await {
         Ok(handle) => handle,

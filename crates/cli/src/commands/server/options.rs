@@ -77,6 +77,11 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     ),
     option("tls_min_version", "networking.tls.minVersion", Kind::Text),
     option(
+        "derp_server_enable",
+        "networking.derp.server.enable",
+        Kind::Bool,
+    ),
+    option(
         "prometheus_enable",
         "introspection.prometheus.enable",
         Kind::Bool,
