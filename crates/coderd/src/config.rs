@@ -38,6 +38,8 @@ pub struct Config {
     pub provisioner_heartbeat_timeout: Duration,
     /// Serve the relay at `/relay` on the API's own listeners.
     pub relay_enabled: bool,
+    /// The relay map clients and agents use (the base map plus the embedded region).
+    pub relay_map: sdk::DerpMap,
 }
 
 /// Where the server keeps its state.

@@ -9,6 +9,7 @@ mod agent;
 mod buildinfo;
 #[cfg(feature = "client")]
 pub mod client;
+mod derp;
 mod error;
 mod ids;
 mod organizations;
@@ -25,6 +26,7 @@ pub use agent::{
     WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
 };
 pub use buildinfo::BuildInfo;
+pub use derp::{DerpMap, DerpNode, DerpRegion};
 pub use error::{Response, ValidationError};
 pub use ids::{ApiKeyId, OrganizationId, UserId};
 pub use organizations::Organization;

@@ -43,6 +43,7 @@ pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
         provisioner_keys: vec![Secret::new(PROVISIONER_PSK)],
         provisioner_heartbeat_timeout: Duration::from_secs(30),
         relay_enabled: true,
+        relay_map: sdk::DerpMap::default(),
     }
 }
 

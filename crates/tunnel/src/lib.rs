@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod relay;
+pub mod relay_map;
 
 use std::net::SocketAddr;
 

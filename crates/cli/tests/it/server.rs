@@ -1,5 +1,7 @@
 //! `coder server` as a process: listeners, configuration precedence, bad values, metrics.
 
+use std::time::Duration;
+
 use nix::sys::signal::Signal;
 use testkit::TestDb;
 
@@ -272,4 +274,121 @@ async fn json_logs_go_to_the_named_file() {
         !text.contains(testkit::PASSWORD),
         "secrets never reach the log"
     );
+}
+
+/// The seeds' example relay map.
+const DERP_MAP: &str = r#"{
+  "Regions": {
+    "1": {
+      "RegionID": 1,
+      "RegionCode": "myderp",
+      "RegionName": "My DERP",
+      "Nodes": [{ "Name": "1", "RegionID": 1, "HostName": "your-hostname.com" }]
+    }
+  }
+}"#;
+
+async fn derp_map_of(coder: &testkit::Coder, server: &testkit::ServerProcess) -> serde_json::Value {
+    crate::login_first_user(coder, &server.url);
+    let token = std::fs::read_to_string(coder.config_dir().join("session")).unwrap();
+    reqwest::Client::new()
+        .get(server.url.join("/api/v2/derp-map").unwrap())
+        .header(sdk::SESSION_TOKEN_HEADER, token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_map_file_is_merged_with_the_embedded_relay() {
+    let db = TestDb::new().await;
+    let coder = coder();
+    let file = coder.home().join("derpmap.json");
+    std::fs::write(&file, DERP_MAP).unwrap();
+    let server = coder.server(&[
+        "--postgres-url",
+        &db.url,
+        "--http-address",
+        "127.0.0.1:0",
+        "--derp-config-path",
+        file.to_str().unwrap(),
+    ]);
+    let map = derp_map_of(&coder, &server).await;
+    assert_eq!(
+        map["Regions"]["1"]["Nodes"][0]["HostName"],
+        "your-hostname.com"
+    );
+    let embedded = &map["Regions"]["999"];
+    assert_eq!(embedded["RegionCode"], "coder");
+    assert_eq!(embedded["RegionName"], "Coder Embedded Relay");
+    assert_eq!(embedded["EmbeddedRelay"], true);
+    assert_eq!(embedded["Nodes"][0]["HostName"], "127.0.0.1");
+    assert_eq!(embedded["Nodes"][0]["DERPPort"], server.url.port().unwrap());
+    assert_eq!(embedded["Nodes"][0]["ForceHTTP"], true);
+
+    let out = coder
+        .run(&[
+            "server",
+            "--postgres-url",
+            &db.url,
+            "--http-address",
+            "127.0.0.1:0",
+            "--derp-config-path",
+            file.to_str().unwrap(),
+            "--derp-server-region-id",
+            "1",
+        ])
+        .failure(1);
+    assert_eq!(
+        out.stderr.lines().last().unwrap(),
+        "error: --derp-server-region-id 1 conflicts with the relay map: region ID 1 is used by both the embedded relay and the relay map"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_map_url_is_fetched_at_start() {
+    let db = TestDb::new().await;
+    let coder = coder();
+    std::fs::write(coder.home().join("derpmap.json"), DERP_MAP).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut web = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(coder.home())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    testkit::eventually(
+        Duration::from_secs(10),
+        "python's web server to listen",
+        || async { std::net::TcpStream::connect(("127.0.0.1", port)).ok() },
+    )
+    .await;
+    let server = coder.server(&[
+        "--postgres-url",
+        &db.url,
+        "--http-address",
+        "127.0.0.1:0",
+        "--derp-config-url",
+        &format!("http://127.0.0.1:{port}/derpmap.json"),
+    ]);
+    let map = derp_map_of(&coder, &server).await;
+    let _ = web.kill();
+    let _ = web.wait();
+    let mut regions: Vec<&String> = map["Regions"].as_object().unwrap().keys().collect();
+    regions.sort();
+    assert_eq!(regions, ["1", "999"]);
 }

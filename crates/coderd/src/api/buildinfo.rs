@@ -1,4 +1,5 @@
-//! `GET /api/v2/buildinfo` (no authentication) and `GET /api/v2/experiments`.
+//! `GET /api/v2/buildinfo` (no authentication), `GET /api/v2/experiments` and
+//! `GET /api/v2/derp-map`: what clients read about the deployment.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -11,6 +12,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/buildinfo", get(build_info))
         .route("/experiments", get(experiments))
+        .route("/derp-map", get(derp_map))
 }
 
 async fn build_info(State(state): State<AppState>) -> Json<sdk::BuildInfo> {
@@ -36,4 +38,9 @@ async fn build_info(State(state): State<AppState>) -> Json<sdk::BuildInfo> {
 
 async fn experiments(State(state): State<AppState>, _user: CurrentUser) -> Json<Vec<String>> {
     Json(state.config.experiments.clone())
+}
+
+/// The relay map (Tailscale's DERP-map format), for clients and agents.
+async fn derp_map(State(state): State<AppState>, _user: CurrentUser) -> Json<sdk::DerpMap> {
+    Json(state.config.relay_map.clone())
 }

@@ -164,6 +164,47 @@ pub(crate) struct ServerArgs {
           default_value = "true", default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "Networking / DERP")]
     derp_server_enable: bool,
+    /// The embedded relay's region ID in the relay map.
+    #[arg(
+        long,
+        env = "CODER_DERP_SERVER_REGION_ID",
+        default_value = "999",
+        help_heading = "Networking / DERP"
+    )]
+    derp_server_region_id: i64,
+    /// The embedded relay's region code.
+    #[arg(
+        long,
+        env = "CODER_DERP_SERVER_REGION_CODE",
+        default_value = "coder",
+        help_heading = "Networking / DERP"
+    )]
+    derp_server_region_code: String,
+    /// The embedded relay's region name.
+    #[arg(
+        long,
+        env = "CODER_DERP_SERVER_REGION_NAME",
+        default_value = "Coder Embedded Relay",
+        help_heading = "Networking / DERP"
+    )]
+    derp_server_region_name: String,
+    /// A relay map (Tailscale's DERP-map JSON) fetched at start and merged with the embedded
+    /// region. Its relays must speak iroh's relay protocol.
+    #[arg(
+        long,
+        env = "CODER_DERP_CONFIG_URL",
+        conflicts_with = "derp_config_path",
+        help_heading = "Networking / DERP"
+    )]
+    derp_config_url: Option<String>,
+    /// A relay map file (Tailscale's DERP-map JSON) merged with the embedded region.
+    #[arg(
+        long,
+        env = "CODER_DERP_CONFIG_PATH",
+        value_name = "FILE",
+        help_heading = "Networking / DERP"
+    )]
+    derp_config_path: Option<PathBuf>,
 
     /// Provisioner daemons to run inside the server (0: only external ones).
     #[arg(
@@ -363,6 +404,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         Some("") | None => {}
         Some(_) => bail!("--provisioner-daemon-psk must be at least 16 characters long"),
     }
+    let relay_map = relay_map(&args, &access_url).await?;
     let config = coderd::Config {
         access_url: access_url.clone(),
         wildcard_access_url: args.wildcard_access_url.clone().filter(|w| !w.is_empty()),
@@ -378,6 +420,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         provisioner_keys,
         provisioner_heartbeat_timeout: args.provisioner_heartbeat_timeout,
         relay_enabled: args.derp_server_enable,
+        relay_map,
     };
     let handle = match coderd::spawn(config, listeners).await {
         Ok(handle) => handle,
@@ -432,6 +475,55 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
     }
     output::line("Stopped.")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The relay map: the base map from --derp-config-path or --derp-config-url, plus the embedded
+/// relay's region (reached at the access URL).
+async fn relay_map(args: &ServerArgs, access_url: &Url) -> Result<sdk::DerpMap> {
+    let base: sdk::DerpMap = if let Some(path) = &args.derp_config_path {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("reading --derp-config-path {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing --derp-config-path {}", path.display()))?
+    } else if let Some(url) = &args.derp_config_url {
+        let response = crate::session::http_client()?
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("fetching --derp-config-url {url}"))?;
+        response
+            .json()
+            .await
+            .with_context(|| format!("parsing the relay map from --derp-config-url {url}"))?
+    } else {
+        sdk::DerpMap::default()
+    };
+    let embedded = args.derp_server_enable.then(|| {
+        let id = args.derp_server_region_id;
+        sdk::DerpRegion {
+            region_id: id,
+            region_code: args.derp_server_region_code.clone(),
+            region_name: args.derp_server_region_name.clone(),
+            embedded_relay: true,
+            nodes: vec![sdk::DerpNode {
+                name: format!("{id}a"),
+                region_id: id,
+                host_name: access_url.host_str().unwrap_or_default().to_owned(),
+                derp_port: access_url.port_or_known_default().unwrap_or(443),
+                stun_port: -1,
+                stun_only: false,
+                force_http: access_url.scheme() == "http",
+            }],
+        }
+    });
+    tunnel::relay_map::merge(base, embedded).map_err(|err| match err {
+        tunnel::relay_map::RelayMapError::RegionConflict { id } => {
+            anyhow::anyhow!("--derp-server-region-id {id} conflicts with the relay map: {err}")
+        }
+        other => anyhow::Error::new(other).context("building the relay map"),
+    })
 }
 
 fn random_key() -> String {

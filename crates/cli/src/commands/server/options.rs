@@ -82,6 +82,23 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         Kind::Bool,
     ),
     option(
+        "derp_server_region_id",
+        "networking.derp.server.regionID",
+        Kind::Int,
+    ),
+    option(
+        "derp_server_region_code",
+        "networking.derp.server.regionCode",
+        Kind::Text,
+    ),
+    option(
+        "derp_server_region_name",
+        "networking.derp.server.regionName",
+        Kind::Text,
+    ),
+    option("derp_config_url", "networking.derp.url", Kind::Text),
+    option("derp_config_path", "networking.derp.configPath", Kind::Text),
+    option(
         "prometheus_enable",
         "introspection.prometheus.enable",
         Kind::Bool,

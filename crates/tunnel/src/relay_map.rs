@@ -1,0 +1,126 @@
+//! Building the relay map: the operator's base map (a DERP-map JSON) plus the server's
+//! embedded region, and the relay URLs endpoints use from it.
+
+use sdk::{DerpMap, DerpRegion};
+
+/// Why a relay map is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RelayMapError {
+    /// Two regions share an id.
+    #[error("region ID {id} is used by both the embedded relay and the relay map")]
+    RegionConflict {
+        /// The id.
+        id: i64,
+    },
+    /// A region's key does not match its `RegionID`.
+    #[error("region {key:?} has RegionID {id}; they must match")]
+    KeyMismatch {
+        /// The JSON key.
+        key: String,
+        /// The region's id.
+        id: i64,
+    },
+    /// Nothing to relay through.
+    #[error("the relay map has no relay: enable the embedded relay or give a map with one")]
+    Empty,
+}
+
+/// The base map with the embedded region added (when there is one).
+pub fn merge(base: DerpMap, embedded: Option<DerpRegion>) -> Result<DerpMap, RelayMapError> {
+    let mut map = base;
+    for (key, region) in &map.regions {
+        if key.parse::<i64>().ok() != Some(region.region_id) {
+            return Err(RelayMapError::KeyMismatch {
+                key: key.clone(),
+                id: region.region_id,
+            });
+        }
+    }
+    if let Some(region) = embedded {
+        let key = region.region_id.to_string();
+        if map.regions.contains_key(&key) {
+            return Err(RelayMapError::RegionConflict {
+                id: region.region_id,
+            });
+        }
+        map.regions.insert(key, region);
+    }
+    let has_relay = map
+        .regions
+        .values()
+        .flat_map(|region| &region.nodes)
+        .any(|node| !node.stun_only);
+    if !has_relay {
+        return Err(RelayMapError::Empty);
+    }
+    Ok(map)
+}
+
+/// Every relay URL in the map, in region order.
+pub fn relay_urls(map: &DerpMap) -> Vec<String> {
+    map.regions
+        .values()
+        .flat_map(|region| &region.nodes)
+        .filter(|node| !node.stun_only)
+        .map(|node| node.relay_url())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use sdk::DerpNode;
+
+    use super::*;
+
+    fn region(id: i64, host: &str) -> DerpRegion {
+        DerpRegion {
+            region_id: id,
+            region_code: format!("r{id}"),
+            region_name: format!("Region {id}"),
+            embedded_relay: false,
+            nodes: vec![DerpNode {
+                name: format!("{id}a"),
+                region_id: id,
+                host_name: host.to_owned(),
+                derp_port: 0,
+                stun_port: -1,
+                stun_only: false,
+                force_http: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn merges_and_detects_conflicts() {
+        let base: DerpMap = serde_json::from_str(
+            r#"{"Regions": {"1": {"RegionID": 1, "RegionCode": "myderp", "RegionName": "My DERP",
+                "Nodes": [{"Name": "1", "RegionID": 1, "HostName": "your-hostname.com"}]}}}"#,
+        )
+        .unwrap();
+        let merged = merge(base.clone(), Some(region(999, "coder.example.com"))).unwrap();
+        assert_eq!(
+            relay_urls(&merged),
+            ["https://your-hostname.com", "https://coder.example.com"]
+        );
+        assert_eq!(
+            merge(base.clone(), Some(region(1, "x"))),
+            Err(RelayMapError::RegionConflict { id: 1 })
+        );
+        assert_eq!(merge(DerpMap::default(), None), Err(RelayMapError::Empty));
+        let mut mismatched = base;
+        mismatched.regions.insert("7".into(), region(8, "y"));
+        assert!(matches!(
+            merge(mismatched, None),
+            Err(RelayMapError::KeyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn node_urls() {
+        let mut node = region(1, "relay.local").nodes.remove(0);
+        assert_eq!(node.relay_url(), "https://relay.local");
+        node.force_http = true;
+        node.derp_port = 3000;
+        assert_eq!(node.relay_url(), "http://relay.local:3000");
+    }
+}
