@@ -149,6 +149,16 @@ impl Store {
         .await?)
     }
 
+    /// How many live workspaces use a template.
+    pub async fn count_workspaces_by_template(&self, template_id: Uuid) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM workspaces WHERE template_id = $1 AND NOT deleted",
+        )
+        .bind(template_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// A workspace's builds, newest first.
     pub async fn workspace_builds(
         &self,

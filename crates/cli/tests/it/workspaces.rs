@@ -189,8 +189,20 @@ async fn create_stop_start_restart_delete() {
     let builds = coder.run(&["show", "dev"]).success().stdout;
     assert!(builds.contains("Last build: #4 start"), "{builds}");
 
+    let out = coder
+        .run(&["templates", "delete", "local", "--yes"])
+        .failure(1);
+    assert!(
+        out.stderr
+            .contains("Template \"local\" is used by 1 workspace(s); delete them first."),
+        "{}",
+        out.stderr
+    );
     let pid = agent_pid(&dir).unwrap();
     coder.run(&["delete", "dev", "--yes"]).success();
+    coder
+        .run(&["templates", "delete", "local", "--yes"])
+        .success();
     assert!(!is_running(pid));
     assert!(!dir.exists(), "delete removes the workspace's directory");
     let out = coder.run(&["list"]).success();
@@ -233,6 +245,8 @@ async fn required_and_unknown_parameters_are_reported() {
             "required",
             "--parameter",
             "region=eu-west",
+            "--parameter",
+            "api_key=s3cr3t-value",
         ])
         .success();
     let shown: serde_json::Value = serde_json::from_str(
@@ -244,7 +258,15 @@ async fn required_and_unknown_parameters_are_reported() {
     )
     .unwrap();
     assert_eq!(shown["latest_build"]["agent"]["env"]["REGION"], "eu-west");
-    assert_eq!(shown["latest_build"]["parameters"][0]["value"], "eu-west");
+    let parameters = &shown["latest_build"]["parameters"];
+    assert_eq!(parameters[0]["name"], "api_key");
+    assert_eq!(
+        parameters[0]["value"], "********",
+        "sensitive values are never shown"
+    );
+    assert_eq!(parameters[1]["value"], "eu-west");
+    let text = setup.coder.run(&["show", "eu"]).success().stdout;
+    assert!(!text.contains("s3cr3t-value"), "{text}");
 
     let out = setup
         .coder

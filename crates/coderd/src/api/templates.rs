@@ -603,6 +603,13 @@ async fn delete_template(
             organization: row.organization_id,
         },
     )?;
+    let in_use = state.store.count_workspaces_by_template(row.id).await?;
+    if in_use > 0 {
+        return Err(ApiError::conflict(format!(
+            "Template {:?} is used by {in_use} workspace(s); delete them first.",
+            row.name
+        )));
+    }
     state.store.delete_template(row.id).await?;
     Ok(Json(sdk::Response::message(format!(
         "Template {:?} has been deleted.",

@@ -42,6 +42,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/workspacebuilds/{id}/cancel", patch(cancel_build))
 }
 
+/// What a sensitive parameter's value reads as.
+const SENSITIVE_MASK: &str = "********";
+
 fn resource(workspace: &WorkspaceRow) -> Resource {
     Resource::Workspace {
         owner: workspace.owner_id,
@@ -86,12 +89,23 @@ async fn build_to_sdk(
         .job(build.job_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let version_name = state
+    let version = state
         .store
         .template_version(build.template_version_id)
-        .await?
-        .map(|version| version.name)
-        .unwrap_or_default();
+        .await?;
+    // Values of parameters the template marks sensitive are never shown back.
+    let mut sensitive = Vec::new();
+    if let Some(version) = &version
+        && let Some(version_job) = state.store.job(version.job_id).await?
+    {
+        sensitive = job_result(&version_job)
+            .variables
+            .into_iter()
+            .filter(|variable| variable.sensitive)
+            .map(|variable| variable.name)
+            .collect();
+    }
+    let version_name = version.map(|version| version.name).unwrap_or_default();
     let transition = transition(&build.transition);
     let job_sdk = jobs::to_sdk(&job);
     let result = job_result(&job);
@@ -122,7 +136,14 @@ async fn build_to_sdk(
             .collect(),
         parameters: parameters
             .into_iter()
-            .map(|(name, value)| WorkspaceBuildParameter { name, value })
+            .map(|(name, value)| WorkspaceBuildParameter {
+                value: if sensitive.contains(&name) {
+                    SENSITIVE_MASK.to_owned()
+                } else {
+                    value
+                },
+                name,
+            })
             .collect(),
     })
 }
