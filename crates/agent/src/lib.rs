@@ -3,11 +3,16 @@
 //! server), sends heartbeats, and on shutdown runs the shutdown script and reports `off`.
 //! Server outages are retried with backoff; the agent never gives up while it is running.
 //!
-//! It reaches the server only through the API (`sdk::client::Client`). The tunnel services
-//! (SSH, port forwarding, the web terminal) arrive with issue #4's tunnels. Main types:
+//! It reaches the server only through the API (`sdk::client::Client`) and serves users over
+//! tunnels (`connections`): SSH (`ssh`, `process`, `sftp`), TCP and UDP forwarding, speed
+//! tests and latency probes, to the client endpoints the coordinator authorizes. Main types:
 //! [`Config`], [`run`].
 
+mod connections;
+mod process;
 mod scripts;
+mod sftp;
+mod ssh;
 
 use std::time::Duration;
 
@@ -37,6 +42,12 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
         agent_id = %manifest.agent_id,
         "agent connected"
     );
+    let tunnel_stop = CancellationToken::new();
+    let tunnel_task = tokio::spawn(connections::serve(
+        client.clone(),
+        manifest.clone(),
+        tunnel_stop.clone(),
+    ));
     let heartbeats = CancellationToken::new();
     let heartbeat_task = tokio::spawn(heartbeat(
         client.clone(),
@@ -81,7 +92,9 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
     )
     .await;
     heartbeats.cancel();
+    tunnel_stop.cancel();
     let _ = heartbeat_task.await;
+    let _ = tunnel_task.await;
     tracing::info!("agent stopped");
 }
 

@@ -3,6 +3,7 @@
 //! code. Commands live in `commands/`, one file each; they parse, call a library, and print.
 
 mod commands;
+mod dial;
 mod output;
 mod session;
 

@@ -18,6 +18,8 @@ pub(crate) enum Action {
     Create,
     Update,
     Delete,
+    /// Reach a workspace's agent over a tunnel (SSH, port forwarding, apps).
+    Connect,
 }
 
 /// What it is being done to.
@@ -54,6 +56,7 @@ impl Action {
             Action::Create => "create",
             Action::Update => "change",
             Action::Delete => "delete",
+            Action::Connect => "connect to",
         }
     }
 }
@@ -96,7 +99,12 @@ impl Subject {
         if self.has_role(Role::Owner) {
             return true;
         }
-        let user_admin = self.has_role(Role::UserAdmin);
+        if action == Connect {
+            // Only a workspace's owner (and deployment owners, above) may reach into it.
+            return matches!(resource, Workspace { owner, organization }
+                if owner == self.user_id && self.organization_ids.contains(&organization));
+        }
+                let user_admin = self.has_role(Role::UserAdmin);
         let template_admin = self.has_role(Role::TemplateAdmin);
         match (resource, action) {
             (Users, Read) => user_admin || template_admin,
@@ -105,7 +113,7 @@ impl Subject {
             (User(id), Read) => id == self.user_id || user_admin || template_admin,
             (User(id), Update) => id == self.user_id || user_admin,
             (User(_), Delete) => user_admin,
-            (User(_), Create) => false,
+            (User(_), Create | Connect) => false,
             (UserStatus(_) | UserRoles(_), Read) => true,
             (UserStatus(_) | UserRoles(_), Update) => user_admin,
             (UserStatus(_) | UserRoles(_), _) => false,

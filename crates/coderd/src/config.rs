@@ -40,6 +40,8 @@ pub struct Config {
     pub relay_enabled: bool,
     /// The relay map clients and agents use (the base map plus the embedded region).
     pub relay_map: sdk::DerpMap,
+    /// `--block-direct-connections`: agents and clients use relayed paths only.
+    pub block_direct_connections: bool,
 }
 
 /// Where the server keeps its state.

@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod authz;
 mod config;
+mod coordinator;
 mod error;
 mod jobs;
 mod json;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use store::Store;
 
 use crate::config::Config;
+use crate::coordinator::Coordinator;
 use crate::jobs::JobEvents;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub(crate) job_events: Arc<JobEvents>,
     /// The embedded relay, when enabled; the coordinator admits endpoints to it.
     pub(crate) relay: Option<tunnel::relay::EmbeddedRelay>,
+    pub(crate) coordinator: Coordinator,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             .relay_enabled
             .then(|| tunnel::relay::EmbeddedRelay::new(tunnel::relay::AllowList::default()));
         Ok(Self {
+            coordinator: Coordinator::new(relay.clone()),
             relay,
             login_limiter: Arc::new(RateLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),

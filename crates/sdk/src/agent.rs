@@ -207,6 +207,12 @@ pub struct AgentManifest {
     pub apps: Vec<AgentApp>,
     /// Metadata to collect.
     pub metadata: Vec<MetadataItem>,
+    /// The relays the agent's tunnel endpoint uses.
+    #[serde(default)]
+    pub derp_map: crate::DerpMap,
+    /// `--block-direct-connections`: the agent takes no direct paths.
+    #[serde(default)]
+    pub disable_direct_connections: bool,
 }
 
 /// `POST /api/v2/workspaceagents/me/report-lifecycle`.

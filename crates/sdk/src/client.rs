@@ -652,6 +652,81 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v2/workspaceagents/connection`: the relay map and direct-path policy.
+    pub async fn agent_connection_info(&self) -> Result<crate::AgentConnectionInfo, ClientError> {
+        self.json(
+            Method::GET,
+            "/api/v2/workspaceagents/connection",
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /api/v2/workspaceagents/me/tunnel-address` (agent token): publishes the agent's
+    /// current tunnel address to the coordinator.
+    pub async fn agent_publish_address(
+        &self,
+        address: &crate::TunnelAddress,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            "/api/v2/workspaceagents/me/tunnel-address",
+            Some(address),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `GET /api/v2/workspaceagents/me/coordinate?endpoint_id=..` (agent token): the agent's
+    /// side of the coordinator, a stream of `clients` events.
+    pub async fn agent_coordinate(&self, endpoint_id: &str) -> Result<EventStream, ClientError> {
+        self.events(&format!(
+            "/api/v2/workspaceagents/me/coordinate?endpoint_id={endpoint_id}"
+        ))
+        .await
+    }
+
+    /// `GET /api/v2/workspaceagents/{id}/coordinate?endpoint_id=..`: a client's side of the
+    /// coordinator, a stream of `agent` events; while it is open the agent and the relay admit
+    /// `endpoint_id`.
+    pub async fn coordinate(
+        &self,
+        agent_id: uuid::Uuid,
+        endpoint_id: &str,
+    ) -> Result<EventStream, ClientError> {
+        self.events(&format!(
+            "/api/v2/workspaceagents/{agent_id}/coordinate?endpoint_id={endpoint_id}"
+        ))
+        .await
+    }
+
+    /// Opens a Server-Sent Events stream.
+    async fn events(&self, path: &str) -> Result<EventStream, ClientError> {
+        let url = self.endpoint(path)?;
+        let mut request = self.http.get(url.clone());
+        if let Some(token) = &self.session_token {
+            request = request.header(SESSION_TOKEN_HEADER, token.expose());
+        }
+        let response = request.send().await.map_err(|source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body = response.bytes().await.unwrap_or_default();
+            let response = serde_json::from_slice::<Response>(&body).unwrap_or_else(|_| {
+                Response::message(String::from_utf8_lossy(&body).trim().to_owned())
+            });
+            return Err(ClientError::Api { status, response });
+        }
+        Ok(EventStream {
+            url,
+            response,
+            parser: sse::Parser::default(),
+            pending: std::collections::VecDeque::new(),
+        })
+    }
+
     /// `POST /api/v2/workspaceagents/me/heartbeat`.
     pub async fn agent_heartbeat(
         &self,
@@ -826,6 +901,44 @@ async fn decode<T: DeserializeOwned>(
 }
 
 /// A minimal Server-Sent Events parser: named events with (possibly multi-line) data.
+/// A stream of Server-Sent Events.
+#[derive(Debug)]
+pub struct EventStream {
+    url: Url,
+    response: reqwest::Response,
+    parser: sse::Parser,
+    pending: std::collections::VecDeque<(String, String)>,
+}
+
+impl EventStream {
+    /// The next event's name and its decoded data; `Ok(None)` when the server ends the
+    /// stream. Events of other types are skipped by the caller.
+    pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<(String, T)>, ClientError> {
+        loop {
+            if let Some((name, data)) = self.pending.pop_front() {
+                return Ok(Some((name, parse_event(&self.url, &data)?)));
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    url: self.url.to_string(),
+                    source,
+                })?;
+            let Some(chunk) = chunk else {
+                return Ok(None);
+            };
+            self.pending.extend(
+                self.parser
+                    .push(&chunk)
+                    .into_iter()
+                    .map(|event| (event.name, event.data)),
+            );
+        }
+    }
+}
+
 mod sse {
     #[derive(Debug, Default)]
     pub(super) struct Parser {

@@ -60,6 +60,15 @@ pub struct DerpNode {
 }
 
 impl DerpNode {
+    /// The port the relay listens on.
+    pub fn relay_port(&self) -> u16 {
+        match (self.derp_port, self.force_http) {
+            (0, true) => 80,
+            (0, false) => 443,
+            (port, _) => port,
+        }
+    }
+
     /// The URL a relay client dials: `https://host[:port]`, or `http://` with `ForceHTTP`.
     pub fn relay_url(&self) -> String {
         let scheme = if self.force_http { "http" } else { "https" };

@@ -7,6 +7,7 @@
 
 mod agent;
 mod buildinfo;
+mod coordinate;
 #[cfg(feature = "client")]
 pub mod client;
 mod derp;
@@ -26,6 +27,7 @@ pub use agent::{
     WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
 };
 pub use buildinfo::BuildInfo;
+pub use coordinate::{AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, TunnelAddress};
 pub use derp::{DerpMap, DerpNode, DerpRegion};
 pub use error::{Response, ValidationError};
 pub use ids::{ApiKeyId, OrganizationId, UserId};

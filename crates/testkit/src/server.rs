@@ -29,6 +29,7 @@ pub struct UserClient {
 /// The configuration tests use, with the defaults `coder server` has.
 pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
     coderd::Config {
+        relay_map: embedded_relay_map(&access_url),
         access_url,
         wildcard_access_url: None,
         database: coderd::Database::Url(Secret::new(db_url)),
@@ -43,8 +44,22 @@ pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
         provisioner_keys: vec![Secret::new(PROVISIONER_PSK)],
         provisioner_heartbeat_timeout: Duration::from_secs(30),
         relay_enabled: true,
-        relay_map: sdk::DerpMap::default(),
+        block_direct_connections: false,
     }
+}
+
+/// The relay map of a server at `url` with only its embedded relay (region 999, as
+/// `coder server` has by default).
+pub(crate) fn embedded_relay_map(url: &Url) -> sdk::DerpMap {
+    let region = tunnel::relay_map::embedded_region(
+        999,
+        "coder",
+        "Coder Embedded Relay",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(80),
+        url.scheme() == "http",
+    );
+    tunnel::relay_map::merge(sdk::DerpMap::default(), Some(region)).expect("a valid relay map")
 }
 
 /// The pre-shared key in-process test servers accept from provisioner daemons.

@@ -7,15 +7,20 @@
 //! [`relay::Relay`], [`relay::AllowList`], [`Path`].
 #![deny(missing_docs)]
 
+pub mod address;
+pub mod proto;
 pub mod relay;
 pub mod relay_map;
 
 use std::net::SocketAddr;
 
-use iroh::endpoint::{Connection, PortmapperConfig, presets};
-use iroh::{Endpoint, NetReportConfig, RelayConfig, RelayMap, RelayMode};
+use iroh::endpoint::{PortmapperConfig, presets};
+use iroh::{NetReportConfig, RelayConfig, RelayMap, RelayMode};
 
-pub use iroh::{EndpointAddr, EndpointId, RelayUrl, SecretKey};
+pub use iroh::address_lookup::MemoryLookup;
+pub use iroh::Watcher;
+pub use iroh::endpoint::{Connection, RecvStream, SendStream};
+pub use iroh::{Endpoint, EndpointAddr, EndpointId, RelayUrl, SecretKey};
 
 /// How to set up an endpoint.
 #[derive(Clone, Debug)]
@@ -30,6 +35,8 @@ pub struct EndpointOptions {
     pub direct: bool,
     /// The UDP address direct paths use; `None` binds every interface (IPv4 and IPv6).
     pub bind: Option<SocketAddr>,
+    /// Addresses of peers, fed by the coordinator as they change.
+    pub lookup: Option<MemoryLookup>,
 }
 
 /// Why an endpoint could not be set up.
@@ -62,6 +69,9 @@ pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {
         .portmapper_config(PortmapperConfig::Disabled)
         .net_report_config(net_report)
         .alpns(options.alpns);
+    if let Some(lookup) = options.lookup {
+        builder = builder.address_lookup(lookup);
+    }
     if !options.direct {
         builder = builder.clear_ip_transports();
     } else if let Some(address) = options.bind {

@@ -56,6 +56,33 @@ pub fn merge(base: DerpMap, embedded: Option<DerpRegion>) -> Result<DerpMap, Rel
     Ok(map)
 }
 
+/// The embedded relay's region: one node at the server's own host and port (`http` means
+/// the relay is reached without TLS).
+pub fn embedded_region(
+    id: i64,
+    code: &str,
+    name: &str,
+    host: &str,
+    port: u16,
+    http: bool,
+) -> DerpRegion {
+    DerpRegion {
+        region_id: id,
+        region_code: code.to_owned(),
+        region_name: name.to_owned(),
+        embedded_relay: true,
+        nodes: vec![sdk::DerpNode {
+            name: format!("{id}a"),
+            region_id: id,
+            host_name: host.to_owned(),
+            derp_port: port,
+            stun_port: -1,
+            stun_only: false,
+            force_http: http,
+        }],
+    }
+}
+
 /// Every relay URL in the map, in region order.
 pub fn relay_urls(map: &DerpMap) -> Vec<String> {
     map.regions

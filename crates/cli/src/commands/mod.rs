@@ -2,16 +2,21 @@
 //! below flags and environment variables; `run` dispatches to one command.
 
 mod agent;
+mod config_ssh;
 mod login;
 mod logout;
+mod ping;
+mod port_forward;
 mod provisioner;
 pub(crate) mod server;
+mod speedtest;
+mod ssh;
 mod templates;
 mod tokens;
 mod unimplemented;
 mod users;
 mod whoami;
-mod workspaces;
+pub(crate) mod workspaces;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -110,18 +115,18 @@ pub(crate) enum Command {
     /// Delete a workspace and its resources.
     #[command(alias = "rm")]
     Delete(workspaces::WorkspaceArgs),
-    /// Start a shell in a workspace (not implemented yet).
-    Ssh(unimplemented::Rest),
-    /// Forward ports from a workspace (not implemented yet).
-    PortForward(unimplemented::Rest),
-    /// Ping a workspace (not implemented yet).
-    Ping(unimplemented::Rest),
-    /// Measure throughput to a workspace (not implemented yet).
-    Speedtest(unimplemented::Rest),
+    /// Start a shell or run a command in a workspace over an encrypted tunnel.
+    Ssh(ssh::SshArgs),
+    /// Forward local TCP and UDP ports to ports in a workspace.
+    PortForward(port_forward::PortForwardArgs),
+    /// Ping a workspace's agent and show the path the tunnel takes.
+    Ping(ping::PingArgs),
+    /// Measure throughput to a workspace through its tunnel.
+    Speedtest(speedtest::SpeedtestArgs),
     /// Print network debug information (not implemented yet).
     Netcheck(unimplemented::Rest),
-    /// Add workspaces to your SSH config (not implemented yet).
-    ConfigSsh(unimplemented::Rest),
+    /// Add a Host block to your SSH config so 'ssh coder.<workspace>' works.
+    ConfigSsh(config_ssh::ConfigSshArgs),
     /// Manage workspace proxies (not implemented yet).
     #[command(name = "wsproxy", alias = "workspace-proxy")]
     Wsproxy(unimplemented::Rest),
@@ -189,12 +194,12 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             workspaces::transition(&global, args, WorkspaceTransition::Delete).await
         }
         Command::Provisioner { command } => provisioner::run(&global, command).await,
-        Command::Ssh(_) => unimplemented::run("ssh", 4),
-        Command::PortForward(_) => unimplemented::run("port-forward", 4),
-        Command::Ping(_) => unimplemented::run("ping", 4),
-        Command::Speedtest(_) => unimplemented::run("speedtest", 4),
+        Command::Ssh(args) => ssh::run(&global, args).await,
+        Command::PortForward(args) => port_forward::run(&global, args).await,
+        Command::Ping(args) => ping::run(&global, args).await,
+        Command::Speedtest(args) => speedtest::run(&global, args).await,
         Command::Netcheck(_) => unimplemented::run("netcheck", 4),
-        Command::ConfigSsh(_) => unimplemented::run("config-ssh", 4),
+        Command::ConfigSsh(args) => config_ssh::run(&global, args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Wsproxy(_) => unimplemented::run("wsproxy", 6),
     }

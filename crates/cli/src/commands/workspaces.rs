@@ -68,7 +68,7 @@ fn split_name(name: &str) -> (&str, &str) {
     name.split_once('/').unwrap_or(("me", name))
 }
 
-async fn find(client: &Client, name: &str) -> Result<Workspace> {
+pub(crate) async fn find(client: &Client, name: &str) -> Result<Workspace> {
     let (owner, workspace) = split_name(name);
     client
         .workspace_by_owner_and_name(owner, workspace)

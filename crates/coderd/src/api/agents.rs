@@ -1,17 +1,24 @@
 //! `/api/v2/workspaceagents`: the agent's own API (`/me/...`, authenticated with its build's
 //! agent token: manifest, heartbeat, lifecycle, logs) and what users read about agents.
 
-use axum::extract::{FromRequestParts, Path, State};
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::{TimeDelta, Utc};
 use sdk::{
+    AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, TunnelAddress,
     AgentHeartbeatRequest, AgentManifest, AgentSettings, PatchAgentLogsRequest,
     UpdateLifecycleRequest, WorkspaceAgent, WorkspaceAgentLifecycle, WorkspaceAgentLog,
     WorkspaceAgentStatus,
 };
+use serde::Deserialize;
+use tunnel::EndpointId;
 use store::{NewAgentLog, WorkspaceAgentRow, WorkspaceRow};
 use uuid::Uuid;
 
@@ -35,6 +42,10 @@ pub(crate) fn routes() -> Router<AppState> {
             post(report_lifecycle),
         )
         .route("/workspaceagents/me/logs", patch(append_logs))
+        .route("/workspaceagents/me/coordinate", get(agent_coordinate))
+        .route("/workspaceagents/me/tunnel-address", post(publish_address))
+        .route("/workspaceagents/connection", get(connection_info))
+        .route("/workspaceagents/{id}/coordinate", get(client_coordinate))
         .route("/workspaceagents/{id}", get(show_agent))
         .route("/workspaceagents/{id}/logs", get(agent_logs))
 }
@@ -142,6 +153,8 @@ async fn manifest(
         shutdown_script: settings.shutdown_script,
         apps: settings.apps,
         metadata: settings.metadata,
+        derp_map: state.config.relay_map.clone(),
+        disable_direct_connections: state.config.block_direct_connections,
     }))
 }
 
@@ -212,11 +225,10 @@ async fn append_logs(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn readable_agent(
+async fn agent_and_workspace(
     state: &AppState,
-    current: &CurrentUser,
     id: Uuid,
-) -> Result<WorkspaceAgentRow, ApiError> {
+) -> Result<(WorkspaceAgentRow, WorkspaceRow), ApiError> {
     let agent = state
         .store
         .workspace_agent(id)
@@ -232,6 +244,15 @@ async fn readable_agent(
         .workspace(build.workspace_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    Ok((agent, workspace))
+}
+
+async fn readable_agent(
+    state: &AppState,
+    current: &CurrentUser,
+    id: Uuid,
+) -> Result<WorkspaceAgentRow, ApiError> {
+    let (agent, workspace) = agent_and_workspace(state, id).await?;
     current.subject.authorize(
         Action::Read,
         Resource::Workspace {
@@ -269,4 +290,108 @@ async fn agent_logs(
             })
             .collect(),
     ))
+}
+
+async fn connection_info(
+    State(state): State<AppState>,
+    _current: CurrentUser,
+) -> Json<AgentConnectionInfo> {
+    Json(AgentConnectionInfo {
+        derp_map: state.config.relay_map.clone(),
+        disable_direct_connections: state.config.block_direct_connections,
+    })
+}
+
+#[derive(Deserialize)]
+struct CoordinateQuery {
+    endpoint_id: String,
+}
+
+fn endpoint_id(query: &CoordinateQuery) -> Result<EndpointId, ApiError> {
+    query.endpoint_id.parse().map_err(|_| {
+        ApiError::bad_request("Invalid endpoint_id.")
+            .detail("endpoint_id must be the tunnel endpoint's public key.")
+    })
+}
+
+/// How often an idle coordinate stream sends a comment, so proxies and the clients' read
+/// timeouts see it alive.
+const COORDINATE_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The agent's side: while this stream is open the agent's endpoint is admitted to the relay,
+/// and it receives the set of client endpoints allowed to connect to it, whenever it changes.
+async fn agent_coordinate(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    Query(query): Query<CoordinateQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = endpoint_id(&query)?;
+    let session = state.coordinator.agent_session(current.agent.id, endpoint);
+    tracing::debug!(agent_id = %current.agent.id, %endpoint, "agent joined the coordinator");
+    let events = futures_util::stream::unfold((session, true), |(mut session, first)| async move {
+        if !first && session.clients.changed().await.is_err() {
+            return None;
+        }
+        let endpoint_ids = session.clients.borrow_and_update().keys().cloned().collect();
+        let event = Event::default()
+            .event("clients")
+            .json_data(AuthorizedClients { endpoint_ids })
+            .unwrap_or_default();
+        Some((Ok::<_, Infallible>(event), (session, false)))
+    });
+    Ok(sse(events))
+}
+
+async fn publish_address(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    JsonBody(address): JsonBody<TunnelAddress>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .coordinator
+        .publish(current.agent.id, address)
+        .map_err(|err| ApiError::conflict(err.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A client's side: only someone who may connect to the workspace learns its agent's address;
+/// while the stream is open the client's endpoint is admitted to the relay and the agent.
+async fn client_coordinate(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+    Query(query): Query<CoordinateQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = endpoint_id(&query)?;
+    let (agent, workspace) = agent_and_workspace(&state, id).await?;
+    let resource = Resource::Workspace {
+        owner: workspace.owner_id,
+        organization: workspace.organization_id,
+    };
+    current.subject.authorize(Action::Read, resource)?;
+    current.subject.authorize(Action::Connect, resource)?;
+    let session = state.coordinator.client_session(agent.id, endpoint);
+    tracing::debug!(agent_id = %agent.id, %endpoint, user = %current.user.username, "client joined the coordinator");
+    let events = futures_util::stream::unfold((session, true), |(mut session, first)| async move {
+        if !first && session.address.changed().await.is_err() {
+            return None;
+        }
+        let address = session.address.borrow_and_update().clone();
+        let event = Event::default()
+            .event("agent")
+            .json_data(AgentAddressEvent { address })
+            .unwrap_or_default();
+        Some((Ok::<_, Infallible>(event), (session, false)))
+    });
+    Ok(sse(events))
+}
+
+fn sse(
+    events: impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> impl IntoResponse {
+    // Nginx buffers responses unless told otherwise; a coordinate stream must flow at once.
+    (
+        [("x-accel-buffering", "no")],
+        Sse::new(events).keep_alive(KeepAlive::new().interval(COORDINATE_KEEPALIVE)),
+    )
 }

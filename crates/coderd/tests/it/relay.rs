@@ -14,6 +14,7 @@ async fn endpoint(relay: &RelayUrl, key: SecretKey) -> iroh::Endpoint {
         alpns: vec![ALPN.to_vec()],
         direct: false,
         bind: None,
+        lookup: None,
     })
     .await
     .unwrap()

@@ -25,6 +25,7 @@ async fn endpoint(relay: &Relay, allowed: &AllowList, direct: bool) -> Endpoint 
         direct,
         // Direct paths stay on loopback: tests send nothing to other addresses.
         bind: Some("127.0.0.1:0".parse().unwrap()),
+        lookup: None,
     })
     .await
     .unwrap();
@@ -125,6 +126,7 @@ async fn the_relay_refuses_unknown_endpoints_until_allowed() {
         alpns: Vec::new(),
         direct: false,
         bind: None,
+        lookup: None,
     })
     .await
     .unwrap();

@@ -188,6 +188,12 @@ pub(crate) struct ServerArgs {
         help_heading = "Networking / DERP"
     )]
     derp_server_region_name: String,
+    /// Never use direct (peer-to-peer) paths: every tunnel between clients and agents goes
+    /// through a relay.
+    #[arg(long, env = "CODER_BLOCK_DIRECT", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Networking")]
+    block_direct_connections: bool,
     /// A relay map (Tailscale's DERP-map JSON) fetched at start and merged with the embedded
     /// region. Its relays must speak iroh's relay protocol.
     #[arg(
@@ -421,6 +427,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         provisioner_heartbeat_timeout: args.provisioner_heartbeat_timeout,
         relay_enabled: args.derp_server_enable,
         relay_map,
+        block_direct_connections: args.block_direct_connections,
     };
     let handle = match coderd::spawn(config, listeners).await {
         Ok(handle) => handle,
@@ -501,22 +508,14 @@ async fn relay_map(args: &ServerArgs, access_url: &Url) -> Result<sdk::DerpMap> 
         sdk::DerpMap::default()
     };
     let embedded = args.derp_server_enable.then(|| {
-        let id = args.derp_server_region_id;
-        sdk::DerpRegion {
-            region_id: id,
-            region_code: args.derp_server_region_code.clone(),
-            region_name: args.derp_server_region_name.clone(),
-            embedded_relay: true,
-            nodes: vec![sdk::DerpNode {
-                name: format!("{id}a"),
-                region_id: id,
-                host_name: access_url.host_str().unwrap_or_default().to_owned(),
-                derp_port: access_url.port_or_known_default().unwrap_or(443),
-                stun_port: -1,
-                stun_only: false,
-                force_http: access_url.scheme() == "http",
-            }],
-        }
+        tunnel::relay_map::embedded_region(
+            args.derp_server_region_id,
+            &args.derp_server_region_code,
+            &args.derp_server_region_name,
+            access_url.host_str().unwrap_or_default(),
+            access_url.port_or_known_default().unwrap_or(443),
+            access_url.scheme() == "http",
+        )
     });
     tunnel::relay_map::merge(base, embedded).map_err(|err| match err {
         tunnel::relay_map::RelayMapError::RegionConflict { id } => {

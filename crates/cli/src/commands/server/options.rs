@@ -96,6 +96,11 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         "networking.derp.server.regionName",
         Kind::Text,
     ),
+    option(
+        "block_direct_connections",
+        "networking.derp.blockDirect",
+        Kind::Bool,
+    ),
     option("derp_config_url", "networking.derp.url", Kind::Text),
     option("derp_config_path", "networking.derp.configPath", Kind::Text),
     option(

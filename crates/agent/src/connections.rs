@@ -1,0 +1,298 @@
+//! The agent's tunnel endpoint: it joins the coordinator (publishing its address, learning
+//! which clients may connect), accepts tunnels from those clients only, and serves each stream
+//! the service its header names.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sdk::client::Client;
+use sdk::{AgentManifest, AuthorizedClients};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tunnel::proto::{self, Direction, StreamReply, StreamRequest};
+use tunnel::{
+    Connection, Endpoint, EndpointId, EndpointOptions, RecvStream, SecretKey, SendStream, Watcher,
+};
+
+use crate::process::Environment;
+use crate::ssh::SshServer;
+
+/// How long a connecting client may wait for the coordinator's word that it is allowed (its
+/// registration and its first packet race).
+const AUTHORIZATION_WAIT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Binds the endpoint and serves tunnels until `stop` fires.
+pub(crate) async fn serve(client: Client, manifest: AgentManifest, stop: CancellationToken) {
+    let relays = tunnel::relay_map::relay_urls(&manifest.derp_map)
+        .into_iter()
+        .filter_map(|url| url.parse().ok())
+        .collect();
+    let endpoint = match tunnel::bind(EndpointOptions {
+        secret_key: SecretKey::generate(),
+        relays,
+        alpns: vec![proto::AGENT_ALPN.to_vec()],
+        direct: !manifest.disable_direct_connections,
+        bind: None,
+        lookup: None,
+    })
+    .await
+    {
+        Ok(endpoint) => endpoint,
+        Err(err) => {
+            tracing::error!(error = %err, "the tunnel endpoint could not start; SSH and port forwarding are unavailable");
+            return;
+        }
+    };
+    tracing::info!(endpoint_id = %endpoint.id(), "tunnel endpoint ready");
+    let (authorized, allowed) = watch::channel(HashSet::new());
+    let services = Arc::new(Services {
+        ssh: SshServer::new(Environment::new(&manifest)),
+    });
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = coordinate(&client, &endpoint, authorized) => {}
+        () = accept(&endpoint, allowed, services) => {}
+    }
+    endpoint.close().await;
+}
+
+/// Keeps a coordinate stream open (reconnecting with backoff), publishes the endpoint's
+/// address whenever it changes and after every reconnect, and keeps `authorized` current.
+async fn coordinate(
+    client: &Client,
+    endpoint: &Endpoint,
+    authorized: watch::Sender<HashSet<EndpointId>>,
+) {
+    let id = endpoint.id().to_string();
+    let mut backoff = Duration::from_millis(100);
+    let mut addresses = endpoint.watch_addr();
+    loop {
+        match client.agent_coordinate(&id).await {
+            Ok(mut events) => {
+                backoff = Duration::from_millis(100);
+                let mut published = None;
+                loop {
+                    let address = tunnel::address::to_wire(&addresses.get());
+                    if published.as_ref() != Some(&address) {
+                        match client.agent_publish_address(&address).await {
+                            Ok(()) => published = Some(address),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "publishing the tunnel address failed");
+                                break;
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        event = events.next::<AuthorizedClients>() => match event {
+                            Ok(Some((_, clients))) => {
+                                let ids = clients
+                                    .endpoint_ids
+                                    .iter()
+                                    .filter_map(|id| id.parse().ok())
+                                    .collect();
+                                authorized.send_replace(ids);
+                            }
+                            Ok(None) => break,
+                            Err(err) => {
+                                tracing::info!(error = %err, "the coordinate stream broke; reconnecting");
+                                break;
+                            }
+                        },
+                        changed = addresses.updated() => if changed.is_err() { return },
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::info!(error = %err, retry_in = ?backoff, "joining the coordinator failed")
+            }
+        }
+        // Clients already connected keep their tunnels; the set is only replaced, never
+        // cleared, while the coordinator is away.
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn accept(
+    endpoint: &Endpoint,
+    allowed: watch::Receiver<HashSet<EndpointId>>,
+    services: Arc<Services>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let allowed = allowed.clone();
+        let services = services.clone();
+        tokio::spawn(async move {
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(err) => {
+                    tracing::debug!(error = %err, "an incoming tunnel failed");
+                    return;
+                }
+            };
+            let peer = connection.remote_id();
+            if !is_authorized(allowed, peer).await {
+                tracing::warn!(%peer, "refused a tunnel from an endpoint the coordinator did not authorize");
+                connection.close(1u32.into(), b"not authorized");
+                return;
+            }
+            tracing::info!(%peer, path = ?tunnel::path(&connection), "client connected");
+            serve_connection(connection, services).await;
+            tracing::info!(%peer, "client disconnected");
+        });
+    }
+}
+
+async fn is_authorized(mut allowed: watch::Receiver<HashSet<EndpointId>>, peer: EndpointId) -> bool {
+    tokio::time::timeout(
+        AUTHORIZATION_WAIT,
+        allowed.wait_for(|ids| ids.contains(&peer)),
+    )
+    .await
+    .is_ok_and(|found| found.is_ok())
+}
+
+struct Services {
+    ssh: SshServer,
+}
+
+async fn serve_connection(connection: Connection, services: Arc<Services>) {
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let services = services.clone();
+        tokio::spawn(async move {
+            if let Err(err) = serve_stream(send, recv, &services).await {
+                tracing::debug!(error = %err, "a tunnel stream ended with an error");
+            }
+        });
+    }
+}
+
+async fn serve_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    services: &Services,
+) -> anyhow::Result<()> {
+    let request: StreamRequest = proto::read_header(&mut recv).await?;
+    match request {
+        StreamRequest::Ssh => {
+            proto::write_header(&mut send, &StreamReply::default()).await?;
+            services.ssh.serve(tokio::io::join(recv, send)).await?;
+        }
+        StreamRequest::Tcp { port } => match dial_local(port).await {
+            Ok(mut tcp) => {
+                proto::write_header(&mut send, &StreamReply::default()).await?;
+                let mut stream = tokio::io::join(recv, send);
+                tokio::io::copy_bidirectional(&mut stream, &mut tcp).await?;
+            }
+            Err(err) => refuse(&mut send, format!("connecting to port {port}: {err}")).await?,
+        },
+        StreamRequest::Udp { port } => {
+            let socket = UdpSocket::bind("127.0.0.1:0").await?;
+            socket.connect(("127.0.0.1", port)).await?;
+            proto::write_header(&mut send, &StreamReply::default()).await?;
+            relay_datagrams(socket, send, recv).await?;
+        }
+        StreamRequest::Speedtest {
+            direction,
+            duration_ms,
+        } => {
+            proto::write_header(&mut send, &StreamReply::default()).await?;
+            let duration = Duration::from_millis(duration_ms.min(300_000));
+            speedtest(direction, duration, send, recv).await?;
+        }
+        StreamRequest::Echo => {
+            proto::write_header(&mut send, &StreamReply::default()).await?;
+            tokio::io::copy(&mut recv, &mut send).await?;
+            send.finish()?;
+        }
+    }
+    Ok(())
+}
+
+async fn refuse(send: &mut SendStream, error: String) -> anyhow::Result<()> {
+    proto::write_header(send, &StreamReply { error: Some(error) }).await?;
+    send.finish()?;
+    Ok(())
+}
+
+/// Connects to a port on the workspace's loopback, IPv4 first.
+async fn dial_local(port: u16) -> std::io::Result<TcpStream> {
+    let tcp = match TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(tcp) => tcp,
+        Err(v4) => TcpStream::connect(("::1", port)).await.map_err(|_| v4)?,
+    };
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// Forwards length-framed datagrams from the stream to the socket and back.
+async fn relay_datagrams(
+    socket: UdpSocket,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> anyhow::Result<()> {
+    let socket = Arc::new(socket);
+    let inbound = {
+        let socket = socket.clone();
+        async move {
+            loop {
+                let Ok(length) = recv.read_u16().await else {
+                    return anyhow::Ok(());
+                };
+                let mut datagram = vec![0; usize::from(length)];
+                recv.read_exact(&mut datagram).await?;
+                socket.send(&datagram).await?;
+            }
+        }
+    };
+    let outbound = async move {
+        let mut buffer = vec![0; 65535];
+        loop {
+            let n = socket.recv(&mut buffer).await?;
+            let length = u16::try_from(n)?;
+            send.write_u16(length).await?;
+            send.write_all(&buffer[..n]).await?;
+        }
+        #[allow(unreachable_code)]
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        result = inbound => result,
+        result = outbound => result,
+    }
+}
+
+async fn speedtest(
+    direction: Direction,
+    duration: Duration,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> anyhow::Result<()> {
+    match direction {
+        Direction::Down => {
+            let chunk = vec![0u8; 64 * 1024];
+            let deadline = tokio::time::Instant::now() + duration;
+            while tokio::time::Instant::now() < deadline {
+                send.write_all(&chunk).await?;
+            }
+            send.finish()?;
+        }
+        Direction::Up => {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                let n = AsyncReadExt::read(&mut recv, &mut buffer).await?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            send.write_u64(total).await?;
+            send.finish()?;
+        }
+    }
+    Ok(())
+}

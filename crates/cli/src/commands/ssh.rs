@@ -1,0 +1,258 @@
+//! `coder ssh WORKSPACE [-- COMMAND]`: a shell or a command in a workspace over the tunnel, with
+//! a PTY when stdin is a terminal, the remote exit code passed through; `--stdio` hands the raw
+//! SSH protocol to OpenSSH's ProxyCommand instead.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use russh::ChannelMsg;
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tunnel::proto::StreamRequest;
+
+use crate::commands::GlobalArgs;
+use crate::dial::{self, DialOptions};
+use crate::session;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SshArgs {
+    /// The workspace: name, owner/name, or name.agent.
+    workspace: String,
+    /// Carry the SSH protocol over stdin and stdout (OpenSSH's ProxyCommand).
+    #[arg(long)]
+    stdio: bool,
+    /// Strip this prefix from the workspace name (the host names config-ssh writes).
+    #[arg(long, env = "CODER_SSH_HOST_PREFIX", value_name = "PREFIX")]
+    ssh_host_prefix: Option<String>,
+    /// Set an environment variable in the session (repeatable): NAME=VALUE.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// The command to run instead of a login shell.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> {
+    let client = session::client(global)?;
+    let target = match &args.ssh_host_prefix {
+        Some(prefix) => args
+            .workspace
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(&args.workspace),
+        None => &args.workspace,
+    };
+    let tunnel = dial::dial(&client, target, DialOptions::default()).await?;
+    let (send, recv) = tunnel.open(&StreamRequest::Ssh).await?;
+    if args.stdio {
+        let result = stdio(send, recv).await;
+        tunnel.close().await;
+        return result;
+    }
+    let stream = tokio::io::join(recv, send);
+    let config = russh::client::Config {
+        // The agent sends keepalives; the tunnel has its own.
+        inactivity_timeout: None,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 4096,
+        nodelay: true,
+        ..Default::default()
+    };
+    let mut ssh = russh::client::connect_stream(Arc::new(config), stream, AcceptAgentKey)
+        .await
+        .context("starting the SSH session")?;
+    let user = tunnel.workspace.owner_name.clone();
+    let auth = ssh
+        .authenticate_none(user)
+        .await
+        .context("authenticating")?;
+    if !auth.success() {
+        anyhow::bail!("the agent refused the SSH session");
+    }
+    let mut channel = ssh
+        .channel_open_session()
+        .await
+        .context("opening an SSH session")?;
+    for pair in &args.env {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--env {pair:?} must be NAME=VALUE"))?;
+        channel.set_env(false, name, value).await?;
+    }
+    let terminal = rustix::termios::isatty(std::io::stdin());
+    let mut raw = None;
+    if terminal {
+        let (cols, rows) = window_size();
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());
+        channel
+            .request_pty(false, &term, cols, rows, 0, 0, &[])
+            .await?;
+        raw = Some(RawMode::enable()?);
+    }
+    if args.command.is_empty() {
+        channel.request_shell(true).await?;
+    } else {
+        channel.exec(true, args.command.join(" ")).await?;
+    }
+
+    let mut input = stdin_reader();
+    let mut resized = signal(SignalKind::window_change()).context("watching the window size")?;
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let mut input_open = true;
+    let mut code = None;
+    loop {
+        tokio::select! {
+            data = input.recv(), if input_open => match data {
+                Some(data) => channel.data(&data[..]).await?,
+                None => {
+                    input_open = false;
+                    channel.eof().await?;
+                }
+            },
+            _ = resized.recv(), if terminal => {
+                let (cols, rows) = window_size();
+                channel.window_change(cols, rows, 0, 0).await?;
+            },
+            message = channel.wait() => match message {
+                Some(ChannelMsg::Data { data }) => {
+                    stdout.write_all(&data).await?;
+                    stdout.flush().await?;
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    stderr.write_all(&data).await?;
+                    stderr.flush().await?;
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status),
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    code = Some(128 + signal_number(&signal_name));
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+        }
+    }
+    drop(raw);
+    let _ = ssh
+        .disconnect(russh::Disconnect::ByApplication, "", "")
+        .await;
+    tunnel.close().await;
+    match code {
+        Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(255))),
+        None => anyhow::bail!("the session ended without an exit status (the connection was lost)"),
+    }
+}
+
+/// Copies stdin to the stream and the stream to stdout until either side ends.
+async fn stdio(mut send: tunnel::SendStream, mut recv: tunnel::RecvStream) -> Result<ExitCode> {
+    let mut input = stdin_reader();
+    let upload = async move {
+        while let Some(data) = input.recv().await {
+            send.write_all(&data).await?;
+        }
+        send.finish()?;
+        anyhow::Ok(())
+    };
+    let download = async move {
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut recv, &mut stdout).await?;
+        stdout.flush().await?;
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        result = download => result?,
+        result = upload => {
+            result?;
+            // OpenSSH closed its side; wait for the rest of the server's output.
+            futures_util::future::pending::<()>().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads stdin on its own thread: a blocked read must not keep the process from exiting when
+/// the session ends first.
+pub(crate) fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if sender.blocking_send(buffer[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    receiver
+}
+
+fn window_size() -> (u32, u32) {
+    match rustix::termios::tcgetwinsize(std::io::stdout()) {
+        Ok(size) if size.ws_col > 0 => (u32::from(size.ws_col), u32::from(size.ws_row)),
+        _ => (80, 24),
+    }
+}
+
+fn signal_number(signal: &russh::Sig) -> u32 {
+    let name = match signal {
+        russh::Sig::Custom(name) => format!("SIG{name}"),
+        other => format!("SIG{other:?}"),
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|signal| signal as u32)
+        .unwrap_or(0)
+}
+
+/// The terminal in raw mode (keys go to the remote shell as typed); restored on drop.
+struct RawMode {
+    saved: rustix::termios::Termios,
+}
+
+impl RawMode {
+    fn enable() -> Result<Self> {
+        let saved = rustix::termios::tcgetattr(std::io::stdin()).context("reading the terminal mode")?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &raw,
+        )
+        .context("switching the terminal to raw mode")?;
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// The tunnel already proved the agent's identity (its endpoint id is its public key), so the
+/// per-start SSH host key needs no check of its own.
+struct AcceptAgentKey;
+
+impl russh::client::Handler for AcceptAgentKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}

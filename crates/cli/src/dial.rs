@@ -1,0 +1,308 @@
+//! Reaching a workspace's agent: find its agent, join the coordinator for the agent's address,
+//! and open an end-to-end encrypted tunnel to it (direct when the network allows, else
+//! through a relay). The coordinator stream stays open in the background so address changes
+//! reach the tunnel, and the tunnel survives the coordinator going away.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sdk::client::Client;
+use sdk::{AgentAddressEvent, Workspace, WorkspaceAgent, WorkspaceAgentStatus, WorkspaceStatus};
+use tokio::task::JoinHandle;
+use tunnel::proto::{self, StreamReply, StreamRequest};
+use tunnel::{Connection, Endpoint, EndpointOptions, MemoryLookup, RecvStream, SecretKey, SendStream};
+
+use crate::commands::workspaces;
+use crate::output;
+use crate::session;
+
+/// How long to wait for the agent's address and for the tunnel.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How the tunnel may travel.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DialOptions {
+    /// Never use a direct path (the deployment may force this too).
+    pub(crate) relay_only: bool,
+}
+
+/// An open tunnel to a workspace's agent.
+pub(crate) struct AgentTunnel {
+    pub(crate) workspace: Workspace,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) connection: Connection,
+    /// The relay map's regions, to name a relay path.
+    pub(crate) derp_map: sdk::DerpMap,
+    /// Whether direct paths were ruled out, and by whom.
+    pub(crate) direct_blocked: Option<&'static str>,
+    coordination: JoinHandle<()>,
+}
+
+impl Drop for AgentTunnel {
+    fn drop(&mut self) {
+        self.coordination.abort();
+    }
+}
+
+/// Splits `workspace[.agent]`.
+fn split_agent(target: &str) -> (&str, Option<&str>) {
+    match target.rsplit_once('.') {
+        Some((workspace, agent)) if !workspace.is_empty() && !agent.is_empty() => {
+            (workspace, Some(agent))
+        }
+        _ => (target, None),
+    }
+}
+
+/// The running workspace's agent, or an error telling the user what to do.
+pub(crate) async fn find_agent(
+    client: &Client,
+    target: &str,
+) -> Result<(Workspace, WorkspaceAgent)> {
+    let (name, agent_name) = split_agent(target);
+    let workspace = workspaces::find(client, name).await?;
+    let build = &workspace.latest_build;
+    if build.status != WorkspaceStatus::Running {
+        return Err(output::hint(
+            anyhow::anyhow!(
+                "workspace {:?} is {}, not running",
+                workspace.name,
+                build.status.name()
+            ),
+            format!("start it with 'coder start {}'", workspace.name),
+        ));
+    }
+    let agent = match agent_name {
+        Some(agent_name) => build
+            .agents
+            .iter()
+            .find(|agent| agent.name == agent_name)
+            .with_context(|| format!("workspace {name:?} has no agent named {agent_name:?}"))?,
+        None => match build.agents.as_slice() {
+            [] => bail!("workspace {name:?} has no agent: its template defines no coder_agent"),
+            [agent] => agent,
+            agents => bail!(
+                "workspace {name:?} has {} agents; name one: {}",
+                agents.len(),
+                agents
+                    .iter()
+                    .map(|agent| format!("{name}.{}", agent.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    Ok((workspace.clone(), agent.clone()))
+}
+
+/// Opens a tunnel to the workspace's agent.
+pub(crate) async fn dial(
+    client: &Client,
+    target: &str,
+    options: DialOptions,
+) -> Result<AgentTunnel> {
+    let (workspace, agent) = find_agent(client, target).await?;
+    if agent.status != WorkspaceAgentStatus::Connected {
+        output::note(format!(
+            "The workspace agent is {}; waiting for it to connect...",
+            agent_status(agent.status)
+        ));
+    }
+    let info = client
+        .agent_connection_info()
+        .await
+        .map_err(session::explain)
+        .context("reading the deployment's relay map")?;
+    let direct_blocked = if info.disable_direct_connections {
+        Some("the deployment blocks direct connections (--block-direct-connections)")
+    } else if options.relay_only {
+        Some("direct connections were turned off for this command")
+    } else {
+        None
+    };
+    let lookup = MemoryLookup::new();
+    let endpoint = tunnel::bind(EndpointOptions {
+        secret_key: SecretKey::generate(),
+        relays: tunnel::relay_map::relay_urls(&info.derp_map)
+            .into_iter()
+            .filter_map(|url| url.parse().ok())
+            .collect(),
+        alpns: Vec::new(),
+        direct: direct_blocked.is_none(),
+        bind: None,
+        lookup: Some(lookup.clone()),
+    })
+    .await
+    .context("starting the tunnel endpoint")?;
+
+    let mut events = client
+        .coordinate(agent.id, &endpoint.id().to_string())
+        .await
+        .map_err(session::explain)
+        .context("joining the coordinator")?;
+    let first = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        loop {
+            match events.next::<AgentAddressEvent>().await? {
+                Some((_, AgentAddressEvent { address: Some(address) })) => {
+                    return anyhow::Ok(address);
+                }
+                Some(_) => {}
+                None => bail!("the coordinator closed the stream"),
+            }
+        }
+    })
+    .await
+    .map_err(|_| {
+        output::hint(
+            anyhow::anyhow!(
+                "the agent of {:?} has not joined the coordinator within {}s",
+                workspace.name,
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            format!(
+                "check the agent's log with 'coder show {}'",
+                workspace.name
+            ),
+        )
+    })??;
+    let address = tunnel::address::from_wire(&first)?;
+    lookup.set_endpoint_info(address.clone());
+    let coordination = tokio::spawn(keep_coordinating(
+        client.clone(),
+        agent.id,
+        endpoint.id().to_string(),
+        events,
+        lookup,
+    ));
+    let connection = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        endpoint.connect(address, proto::AGENT_ALPN),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the tunnel to the agent did not open within 30s"))?
+    .context("opening the tunnel to the agent")?;
+    Ok(AgentTunnel {
+        workspace,
+        endpoint,
+        connection,
+        derp_map: info.derp_map,
+        direct_blocked,
+        coordination,
+    })
+}
+
+/// Follows the agent's address changes; rejoins after the coordinator goes away.
+async fn keep_coordinating(
+    client: Client,
+    agent_id: uuid::Uuid,
+    endpoint_id: String,
+    mut events: sdk::client::EventStream,
+    lookup: MemoryLookup,
+) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        loop {
+            match events.next::<AgentAddressEvent>().await {
+                Ok(Some((_, AgentAddressEvent { address: Some(address) }))) => {
+                    if let Ok(address) = tunnel::address::from_wire(&address) {
+                        lookup.set_endpoint_info(address);
+                    }
+                    backoff = Duration::from_millis(250);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            match client.coordinate(agent_id, &endpoint_id).await {
+                Ok(stream) => {
+                    events = stream;
+                    break;
+                }
+                Err(err) => tracing::debug!(error = %err, "rejoining the coordinator failed"),
+            }
+        }
+    }
+}
+
+impl AgentTunnel {
+    /// Opens a stream to one of the agent's services.
+    pub(crate) async fn open(&self, request: &StreamRequest) -> Result<(SendStream, RecvStream)> {
+        let (mut send, mut recv) = self
+            .connection
+            .open_bi()
+            .await
+            .context("opening a tunnel stream")?;
+        proto::write_header(&mut send, request).await?;
+        let reply: StreamReply = proto::read_header(&mut recv)
+            .await
+            .context("reading the agent's answer")?;
+        if let Some(error) = reply.error {
+            bail!("the agent refused: {error}");
+        }
+        Ok((send, recv))
+    }
+
+    /// Closes the tunnel, telling the agent, rather than leaving it to time out.
+    pub(crate) async fn close(&self) {
+        self.connection.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.close()).await;
+    }
+
+    /// The path packets take now, in words: `p2p via IP:PORT` or `via <region name>`.
+    pub(crate) fn path_description(&self) -> String {
+        match tunnel::path(&self.connection) {
+            tunnel::Path::Direct(address) => format!("p2p via {address}"),
+            tunnel::Path::Relay(url) => format!("via {}", self.relay_name(&url)),
+            tunnel::Path::Unknown => "via an unknown path".to_owned(),
+        }
+    }
+
+    /// The relay region's name for a relay URL.
+    pub(crate) fn relay_name(&self, url: &tunnel::RelayUrl) -> String {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default();
+        self.derp_map
+            .regions
+            .values()
+            .find(|region| {
+                region.nodes.iter().any(|node| {
+                    node.host_name == host
+                        && (port.is_none() || port == Some(node.relay_port()))
+                })
+            })
+            .map(|region| {
+                if region.region_name.is_empty() {
+                    region.region_code.clone()
+                } else {
+                    region.region_name.clone()
+                }
+            })
+            .unwrap_or_else(|| url.to_string())
+    }
+}
+
+pub(crate) fn agent_status(status: WorkspaceAgentStatus) -> &'static str {
+    match status {
+        WorkspaceAgentStatus::Connecting => "connecting",
+        WorkspaceAgentStatus::Connected => "connected",
+        WorkspaceAgentStatus::Disconnected => "disconnected",
+        WorkspaceAgentStatus::Timeout => "timed out",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_follow_a_dot() {
+        assert_eq!(split_agent("dev"), ("dev", None));
+        assert_eq!(split_agent("dev.main"), ("dev", Some("main")));
+        assert_eq!(split_agent("alice/dev.main"), ("alice/dev", Some("main")));
+        assert_eq!(split_agent("dev."), ("dev.", None));
+    }
+}
