@@ -146,7 +146,10 @@ async fn accept(
     }
 }
 
-async fn is_authorized(mut allowed: watch::Receiver<HashSet<EndpointId>>, peer: EndpointId) -> bool {
+async fn is_authorized(
+    mut allowed: watch::Receiver<HashSet<EndpointId>>,
+    peer: EndpointId,
+) -> bool {
     tokio::time::timeout(
         AUTHORIZATION_WAIT,
         allowed.wait_for(|ids| ids.contains(&peer)),

@@ -51,7 +51,10 @@ impl Environment {
         variables.insert("HOME".into(), home.to_string_lossy().into_owned());
         variables.insert("SHELL".into(), shell.clone());
         variables.insert("CODER".into(), "true".into());
-        variables.insert("CODER_WORKSPACE_NAME".into(), manifest.workspace_name.clone());
+        variables.insert(
+            "CODER_WORKSPACE_NAME".into(),
+            manifest.workspace_name.clone(),
+        );
         variables.insert(
             "CODER_WORKSPACE_OWNER_NAME".into(),
             manifest.owner_name.clone(),

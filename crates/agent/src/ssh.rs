@@ -12,7 +12,7 @@ use std::time::Duration;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Config, Handle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet, Sig};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -344,8 +344,7 @@ async fn run_session(
                 break Launch::Command(String::from_utf8_lossy(&command).into_owned());
             }
             ChannelMsg::RequestSubsystem { name, .. } if name == "sftp" => {
-                let directory = environment.directory.clone();
-                sftp::serve(channel.into_stream(), directory).await;
+                serve_sftp(channel, environment.directory.clone()).await;
                 return;
             }
             ChannelMsg::Eof | ChannelMsg::Close => return,
@@ -370,6 +369,43 @@ async fn run_session(
             let _ = write.exit_status(127).await;
         }
     }
+    let _ = write.eof().await;
+    let _ = write.close().await;
+}
+
+/// Runs the SFTP server on its own end of a pipe and pumps the channel through it, so that
+/// when the server finishes the client gets an exit status (`scp` fails without one).
+async fn serve_sftp(channel: Channel<Msg>, directory: std::path::PathBuf) {
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    sftp::serve(theirs, directory).await;
+    let (mut read, write) = channel.split();
+    let (mut from_sftp, mut to_sftp) = tokio::io::split(ours);
+    let inbound = async {
+        while let Some(message) = read.wait().await {
+            match message {
+                ChannelMsg::Data { data } => {
+                    if to_sftp.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let _ = to_sftp.shutdown().await;
+        // Keep waiting: the server may still be answering the last requests.
+        std::future::pending::<()>().await;
+    };
+    let outbound = async {
+        let mut writer = write.make_writer();
+        let _ = tokio::io::copy(&mut from_sftp, &mut writer).await;
+        let _ = writer.flush().await;
+    };
+    tokio::select! {
+        () = inbound => {}
+        () = outbound => {}
+    }
+    let _ = write.exit_status(0).await;
     let _ = write.eof().await;
     let _ = write.close().await;
 }

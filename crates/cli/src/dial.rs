@@ -10,7 +10,9 @@ use sdk::client::Client;
 use sdk::{AgentAddressEvent, Workspace, WorkspaceAgent, WorkspaceAgentStatus, WorkspaceStatus};
 use tokio::task::JoinHandle;
 use tunnel::proto::{self, StreamReply, StreamRequest};
-use tunnel::{Connection, Endpoint, EndpointOptions, MemoryLookup, RecvStream, SecretKey, SendStream};
+use tunnel::{
+    Connection, Endpoint, EndpointOptions, MemoryLookup, RecvStream, SecretKey, SendStream,
+};
 
 use crate::commands::workspaces;
 use crate::output;
@@ -144,7 +146,14 @@ pub(crate) async fn dial(
     let first = tokio::time::timeout(CONNECT_TIMEOUT, async {
         loop {
             match events.next::<AgentAddressEvent>().await? {
-                Some((_, AgentAddressEvent { address: Some(address) })) => {
+                // An agent that has just started may publish before it has a relay or any
+                // address: that one cannot be dialled yet.
+                Some((
+                    _,
+                    AgentAddressEvent {
+                        address: Some(address),
+                    },
+                )) if address.relay_url.is_some() || !address.direct_addresses.is_empty() => {
                     return anyhow::Ok(address);
                 }
                 Some(_) => {}
@@ -160,10 +169,7 @@ pub(crate) async fn dial(
                 workspace.name,
                 CONNECT_TIMEOUT.as_secs()
             ),
-            format!(
-                "check the agent's log with 'coder show {}'",
-                workspace.name
-            ),
+            format!("check the agent's log with 'coder show {}'", workspace.name),
         )
     })??;
     let address = tunnel::address::from_wire(&first)?;
@@ -204,7 +210,12 @@ async fn keep_coordinating(
     loop {
         loop {
             match events.next::<AgentAddressEvent>().await {
-                Ok(Some((_, AgentAddressEvent { address: Some(address) }))) => {
+                Ok(Some((
+                    _,
+                    AgentAddressEvent {
+                        address: Some(address),
+                    },
+                ))) => {
                     if let Ok(address) = tunnel::address::from_wire(&address) {
                         lookup.set_endpoint_info(address);
                     }
@@ -270,8 +281,7 @@ impl AgentTunnel {
             .values()
             .find(|region| {
                 region.nodes.iter().any(|node| {
-                    node.host_name == host
-                        && (port.is_none() || port == Some(node.relay_port()))
+                    node.host_name == host && (port.is_none() || port == Some(node.relay_port()))
                 })
             })
             .map(|region| {

@@ -104,7 +104,7 @@ impl Subject {
             return matches!(resource, Workspace { owner, organization }
                 if owner == self.user_id && self.organization_ids.contains(&organization));
         }
-                let user_admin = self.has_role(Role::UserAdmin);
+        let user_admin = self.has_role(Role::UserAdmin);
         let template_admin = self.has_role(Role::TemplateAdmin);
         match (resource, action) {
             (Users, Read) => user_admin || template_admin,

@@ -48,10 +48,7 @@ pub(crate) enum PublishError {
     #[error("the agent has no open coordinate stream")]
     NoSession,
     #[error("the address is for endpoint {published}, but the agent's stream is for {current}")]
-    WrongEndpoint {
-        published: String,
-        current: String,
-    },
+    WrongEndpoint { published: String, current: String },
 }
 
 impl Coordinator {
@@ -244,7 +241,12 @@ mod tests {
         let agent = coordinator.agent_session(agent_id, endpoint(1));
         let client = coordinator.client_session(agent_id, endpoint(2));
         assert_eq!(*client.address.borrow(), None);
-        assert!(agent.clients.borrow().contains_key(&endpoint(2).to_string()));
+        assert!(
+            agent
+                .clients
+                .borrow()
+                .contains_key(&endpoint(2).to_string())
+        );
 
         let address = TunnelAddress {
             endpoint_id: endpoint(1).to_string(),

@@ -707,10 +707,13 @@ impl Client {
         if let Some(token) = &self.session_token {
             request = request.header(SESSION_TOKEN_HEADER, token.expose());
         }
-        let response = request.send().await.map_err(|source| ClientError::Transport {
-            url: url.to_string(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.to_string(),
+                source,
+            })?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
             let body = response.bytes().await.unwrap_or_default();

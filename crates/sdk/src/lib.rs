@@ -7,9 +7,9 @@
 
 mod agent;
 mod buildinfo;
-mod coordinate;
 #[cfg(feature = "client")]
 pub mod client;
+mod coordinate;
 mod derp;
 mod error;
 mod ids;

@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use iroh::endpoint::{PortmapperConfig, presets};
 use iroh::{NetReportConfig, RelayConfig, RelayMap, RelayMode};
 
-pub use iroh::address_lookup::MemoryLookup;
 pub use iroh::Watcher;
+pub use iroh::address_lookup::MemoryLookup;
 pub use iroh::endpoint::{Connection, RecvStream, SendStream};
 pub use iroh::{Endpoint, EndpointAddr, EndpointId, RelayUrl, SecretKey};
 

@@ -23,10 +23,19 @@ pub(crate) struct ConfigSshArgs {
     #[arg(long, env = "CODER_SSH_CONFIG_FILE", default_value = "~/.ssh/config")]
     ssh_config_file: String,
     /// The host name prefix of workspaces.
-    #[arg(long, env = "CODER_CONFIGSSH_SSH_HOST_PREFIX", default_value = "coder.")]
+    #[arg(
+        long,
+        env = "CODER_CONFIGSSH_SSH_HOST_PREFIX",
+        default_value = "coder."
+    )]
     ssh_host_prefix: String,
     /// An extra option for the workspaces' Host block (repeatable), e.g. "ForwardAgent yes".
-    #[arg(short = 'o', long = "ssh-option", env = "CODER_SSH_CONFIG_OPTS", value_delimiter = ',')]
+    #[arg(
+        short = 'o',
+        long = "ssh-option",
+        env = "CODER_SSH_CONFIG_OPTS",
+        value_delimiter = ','
+    )]
     ssh_option: Vec<String>,
     /// Print the changes instead of making them.
     #[arg(short = 'n', long)]
@@ -59,11 +68,17 @@ pub(crate) async fn run(global: &GlobalArgs, args: ConfigSshArgs) -> Result<Exit
     };
     let updated = replace_block(&current, &block)?;
     if updated == current {
-        output::line(format!("No changes to make: {} is up to date.", path.display()))?;
+        output::line(format!(
+            "No changes to make: {} is up to date.",
+            path.display()
+        ))?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
-        output::line(format!("Dry run: would write this block to {}:", path.display()))?;
+        output::line(format!(
+            "Dry run: would write this block to {}:",
+            path.display()
+        ))?;
         output::line(block.trim_end())?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -107,7 +122,10 @@ fn quote(word: &str) -> Result<String> {
     if word.contains(['\n', '\r', '\0']) {
         bail!("{word:?} contains a line break and cannot go into an SSH config");
     }
-    Ok(format!("'{}'", word.replace('\'', r"'\''").replace('%', "%%")))
+    Ok(format!(
+        "'{}'",
+        word.replace('\'', r"'\''").replace('%', "%%")
+    ))
 }
 
 /// The managed block.
@@ -180,7 +198,12 @@ fn replace_block(current: &str, block: &str) -> Result<String> {
             if current[after..].starts_with('\n') {
                 after += 1;
             }
-            Ok(format!("{}{}{}", &current[..start], block, &current[after..]))
+            Ok(format!(
+                "{}{}{}",
+                &current[..start],
+                block,
+                &current[after..]
+            ))
         }
         (None, None) => {
             let mut updated = current.to_owned();
@@ -217,7 +240,9 @@ fn write_atomically(path: &Path, contents: &str) -> Result<()> {
         .unwrap_or(0o600);
     let temporary = dir.join(format!(
         ".{}.coder-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("config"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config"),
         std::process::id()
     ));
     let mut file = std::fs::OpenOptions::new()
@@ -261,13 +286,21 @@ mod tests {
         assert_eq!(once, twice, "idempotent");
         let with_tail = format!("{once}Host after\n");
         let replaced = replace_block(&with_tail, &block()).unwrap();
-        assert!(replaced.ends_with("Host after\n"), "text after the block survives");
+        assert!(
+            replaced.ends_with("Host after\n"),
+            "text after the block survives"
+        );
     }
 
     #[test]
     fn nothing_can_break_out_of_its_line() {
         let inject = |option: &str| {
-            managed_block(Path::new("/c"), Path::new("/d"), "coder.", &[option.to_owned()])
+            managed_block(
+                Path::new("/c"),
+                Path::new("/d"),
+                "coder.",
+                &[option.to_owned()],
+            )
         };
         assert!(inject("ForwardAgent yes\nHost *").is_err());
         assert!(inject("Host evil").is_err());

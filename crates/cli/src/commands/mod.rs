@@ -207,7 +207,13 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Client commands log warnings only (debug with `-v`), to stderr.
 fn install_cli_logging(verbose: bool) {
-    let filter = if verbose { "debug" } else { "warn" };
+    // The tunnel stack logs its own recoverable trouble (a relay reconnecting, a path closing
+    // at exit) as errors; a user sees our summary of what failed instead, or everything with -v.
+    let filter = if verbose {
+        "debug"
+    } else {
+        "warn,iroh=off,iroh_relay=off,noq=off,noq_proto=off,portmapper=off,netwatch=off"
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -69,18 +69,22 @@ pub(crate) async fn run(global: &GlobalArgs, args: PingArgs) -> Result<ExitCode>
             () = tokio::time::sleep(args.wait) => {}
         }
     }
-    output::line(format!(
-        "{sent} pings sent, {received} pongs received"
-    ))?;
+    output::line(format!("{sent} pings sent, {received} pongs received"))?;
     if last_path.starts_with("proxied") {
         output::line("")?;
         output::line("You are connected via a relay, not directly (p2p).")?;
         match tunnel.direct_blocked {
             Some(reason) => output::line(format!("  Cause: {reason}."))?,
             None => {
-                output::line("  Possible causes: UDP is blocked between you and the workspace, or a")?;
-                output::line("  NAT on either side maps ports per destination (hard NAT), so hole")?;
-                output::line("  punching cannot succeed. Run 'coder netcheck' on both ends to compare.")?;
+                output::line(
+                    "  Possible causes: UDP is blocked between you and the workspace, or a",
+                )?;
+                output::line(
+                    "  NAT on either side maps ports per destination (hard NAT), so hole",
+                )?;
+                output::line(
+                    "  punching cannot succeed. Run 'coder netcheck' on both ends to compare.",
+                )?;
             }
         }
     }

@@ -26,7 +26,12 @@ pub(crate) struct PortForwardArgs {
     /// The workspace: name, owner/name, or name.agent.
     workspace: String,
     /// Forward TCP: [BIND_IP:]LOCAL[:REMOTE], ports or ranges like 9000-9005 (repeatable).
-    #[arg(short = 'p', long = "tcp", env = "CODER_PORT_FORWARD_TCP", value_delimiter = ',')]
+    #[arg(
+        short = 'p',
+        long = "tcp",
+        env = "CODER_PORT_FORWARD_TCP",
+        value_delimiter = ','
+    )]
     tcp: Vec<String>,
     /// Forward UDP: [BIND_IP:]LOCAL[:REMOTE] (repeatable).
     #[arg(long = "udp", env = "CODER_PORT_FORWARD_UDP", value_delimiter = ',')]
@@ -251,16 +256,28 @@ mod tests {
 
     #[test]
     fn specs() {
-        assert_eq!(parse_spec("8080").unwrap(), vec![forward("127.0.0.1:8080", 8080)]);
-        assert_eq!(parse_spec("8080:80").unwrap(), vec![forward("127.0.0.1:8080", 80)]);
+        assert_eq!(
+            parse_spec("8080").unwrap(),
+            vec![forward("127.0.0.1:8080", 8080)]
+        );
+        assert_eq!(
+            parse_spec("8080:80").unwrap(),
+            vec![forward("127.0.0.1:8080", 80)]
+        );
         assert_eq!(
             parse_spec("0.0.0.0:8080:80").unwrap(),
             vec![forward("0.0.0.0:8080", 80)]
         );
-        assert_eq!(parse_spec("[::1]:8080:80").unwrap(), vec![forward("[::1]:8080", 80)]);
+        assert_eq!(
+            parse_spec("[::1]:8080:80").unwrap(),
+            vec![forward("[::1]:8080", 80)]
+        );
         assert_eq!(
             parse_spec("9000-9001:8000-8001").unwrap(),
-            vec![forward("127.0.0.1:9000", 8000), forward("127.0.0.1:9001", 8001)]
+            vec![
+                forward("127.0.0.1:9000", 8000),
+                forward("127.0.0.1:9001", 8001)
+            ]
         );
         assert!(parse_spec("9000-9002:8000-8001").is_err());
         assert!(parse_spec("0").is_err());

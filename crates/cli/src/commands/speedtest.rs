@@ -232,7 +232,9 @@ async fn upload(tunnel: &dial::AgentTunnel, time: Duration) -> Result<Report> {
     let mut meter = Meter::new();
     let chunk = vec![0u8; 64 * 1024];
     while meter.started.elapsed() < time {
-        send.write_all(&chunk).await.context("the test stream broke")?;
+        send.write_all(&chunk)
+            .await
+            .context("the test stream broke")?;
         meter.add(chunk.len() as u64);
     }
     send.finish()?;

@@ -162,12 +162,14 @@ async fn stdio(mut send: tunnel::SendStream, mut recv: tunnel::RecvStream) -> Re
         stdout.flush().await?;
         anyhow::Ok(())
     };
+    tokio::pin!(download);
     tokio::select! {
-        result = download => result?,
+        result = &mut download => result?,
         result = upload => {
             result?;
-            // OpenSSH closed its side; wait for the rest of the server's output.
-            futures_util::future::pending::<()>().await;
+            // OpenSSH closes our stdin only when it is done with the connection; whatever the
+            // agent still sends has no reader, so don't wait long for it.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), download).await;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -218,7 +220,8 @@ struct RawMode {
 
 impl RawMode {
     fn enable() -> Result<Self> {
-        let saved = rustix::termios::tcgetattr(std::io::stdin()).context("reading the terminal mode")?;
+        let saved =
+            rustix::termios::tcgetattr(std::io::stdin()).context("reading the terminal mode")?;
         let mut raw = saved.clone();
         raw.make_raw();
         rustix::termios::tcsetattr(

@@ -7,6 +7,7 @@ mod login;
 mod server;
 mod templates;
 mod tls;
+mod tunnels;
 mod users_and_tokens;
 mod workspaces;
 

@@ -4,22 +4,21 @@
 use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::response::IntoResponse;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::{TimeDelta, Utc};
 use sdk::{
-    AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, TunnelAddress,
-    AgentHeartbeatRequest, AgentManifest, AgentSettings, PatchAgentLogsRequest,
-    UpdateLifecycleRequest, WorkspaceAgent, WorkspaceAgentLifecycle, WorkspaceAgentLog,
-    WorkspaceAgentStatus,
+    AgentAddressEvent, AgentConnectionInfo, AgentHeartbeatRequest, AgentManifest, AgentSettings,
+    AuthorizedClients, PatchAgentLogsRequest, TunnelAddress, UpdateLifecycleRequest,
+    WorkspaceAgent, WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
 };
 use serde::Deserialize;
-use tunnel::EndpointId;
 use store::{NewAgentLog, WorkspaceAgentRow, WorkspaceRow};
+use tunnel::EndpointId;
 use uuid::Uuid;
 
 use crate::auth::{CurrentUser, hash_secret};
@@ -332,7 +331,12 @@ async fn agent_coordinate(
         if !first && session.clients.changed().await.is_err() {
             return None;
         }
-        let endpoint_ids = session.clients.borrow_and_update().keys().cloned().collect();
+        let endpoint_ids = session
+            .clients
+            .borrow_and_update()
+            .keys()
+            .cloned()
+            .collect();
         let event = Event::default()
             .event("clients")
             .json_data(AuthorizedClients { endpoint_ids })
