@@ -22,7 +22,7 @@ use crate::ssh::SshServer;
 
 /// How long a connecting client may wait for the coordinator's word that it is allowed (its
 /// registration and its first packet race).
-const AUTHORIZATION_WAIT: Duration = Duration::from_secs(10);
+const AUTHORIZATION_WAIT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Binds the endpoint and serves tunnels until `stop` fires.

@@ -383,11 +383,7 @@ async fn serve_sftp(channel: Channel<Msg>, directory: std::path::PathBuf) {
     let inbound = async {
         while let Some(message) = read.wait().await {
             match message {
-                ChannelMsg::Data { data } => {
-                    if to_sftp.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                ChannelMsg::Data { data } if to_sftp.write_all(&data).await.is_err() => break,
                 ChannelMsg::Eof | ChannelMsg::Close => break,
                 _ => {}
             }

@@ -20,7 +20,7 @@ use iroh::{NetReportConfig, RelayConfig, RelayMap, RelayMode};
 pub use iroh::Watcher;
 pub use iroh::address_lookup::MemoryLookup;
 pub use iroh::endpoint::{Connection, RecvStream, SendStream};
-pub use iroh::{Endpoint, EndpointAddr, EndpointId, RelayUrl, SecretKey};
+pub use iroh::{Endpoint, EndpointAddr, EndpointId, RelayUrl, SecretKey, TransportAddr};
 
 /// How to set up an endpoint.
 #[derive(Clone, Debug)]

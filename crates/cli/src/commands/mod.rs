@@ -5,6 +5,7 @@ mod agent;
 mod config_ssh;
 mod login;
 mod logout;
+mod netcheck;
 mod ping;
 mod port_forward;
 mod provisioner;
@@ -123,8 +124,8 @@ pub(crate) enum Command {
     Ping(ping::PingArgs),
     /// Measure throughput to a workspace through its tunnel.
     Speedtest(speedtest::SpeedtestArgs),
-    /// Print network debug information (not implemented yet).
-    Netcheck(unimplemented::Rest),
+    /// Print network debug information: relay reachability and latency, UDP, NAT type.
+    Netcheck,
     /// Add a Host block to your SSH config so 'ssh coder.<workspace>' works.
     ConfigSsh(config_ssh::ConfigSshArgs),
     /// Manage workspace proxies (not implemented yet).
@@ -198,7 +199,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::PortForward(args) => port_forward::run(&global, args).await,
         Command::Ping(args) => ping::run(&global, args).await,
         Command::Speedtest(args) => speedtest::run(&global, args).await,
-        Command::Netcheck(_) => unimplemented::run("netcheck", 4),
+        Command::Netcheck => netcheck::run(&global).await,
         Command::ConfigSsh(args) => config_ssh::run(&global, args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Wsproxy(_) => unimplemented::run("wsproxy", 6),

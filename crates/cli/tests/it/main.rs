@@ -6,6 +6,7 @@ mod builtin_postgres;
 mod login;
 mod server;
 mod templates;
+mod terminal;
 mod tls;
 mod tunnels;
 mod users_and_tokens;

@@ -404,6 +404,17 @@ async fn port_forward_ping_and_speedtest() {
     );
     assert!(ping.stdout.contains("3 pings sent, 3 pongs received"));
 
+    let netcheck = ws.coder.run(&["netcheck"]).success();
+    let report: serde_json::Value = serde_json::from_str(&netcheck.stdout).unwrap();
+    let region = &report["regions"][0];
+    assert_eq!(
+        region["region_name"], "Coder Embedded Relay",
+        "{}",
+        netcheck.stdout
+    );
+    assert_eq!(region["reachable"], true, "{}", netcheck.stdout);
+    assert!(region["latency_ms"].as_f64().unwrap() > 0.0);
+
     let speed = ws
         .coder
         .run(&["speedtest", "dev", "-t", "1s", "-o", "json"])
@@ -464,4 +475,151 @@ async fn block_direct_connections_forces_the_relay() {
         "{}",
         direct.stderr
     );
+}
+
+fn api(ws: &Workspace, token: &str) -> sdk::client::Client {
+    sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new())
+        .with_session_token(sdk::Secret::new(token))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_those_who_may_connect_learn_the_address_and_only_they_get_in() {
+    let ws = workspace(&[]).await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let admin = api(&ws, token.trim());
+    let workspace = admin
+        .workspace_by_owner_and_name("me", "dev")
+        .await
+        .unwrap();
+    let agent_id = workspace.latest_build.agents[0].id;
+    for (name, roles) in [
+        ("member", vec![]),
+        ("tadmin", vec![sdk::Role::TemplateAdmin]),
+    ] {
+        admin
+            .create_user(&sdk::CreateUserRequest {
+                email: format!("{name}@example.com"),
+                username: name.to_owned(),
+                name: String::new(),
+                password: sdk::Secret::new(testkit::PASSWORD),
+                login_type: None,
+                organization_ids: Vec::new(),
+            })
+            .await
+            .unwrap();
+        if !roles.is_empty() {
+            admin
+                .update_user_roles(
+                    name,
+                    &sdk::UpdateRolesRequest {
+                        roles: roles.iter().map(|role| role.name().to_owned()).collect(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let login = |email: &'static str| {
+        let anonymous = sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new());
+        async move {
+            let token = anonymous
+                .login_with_password(&sdk::LoginWithPasswordRequest {
+                    email: email.to_owned(),
+                    password: sdk::Secret::new(testkit::PASSWORD),
+                })
+                .await
+                .unwrap()
+                .session_token;
+            anonymous.with_session_token(token)
+        }
+    };
+    let some_endpoint = tunnel::SecretKey::generate().public().to_string();
+    // A member cannot see the workspace at all; a template admin sees it but may not enter.
+    let member = login("member@example.com").await;
+    let refused = member
+        .coordinate(agent_id, &some_endpoint)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(404), "{refused}");
+    let template_admin = login("tadmin@example.com").await;
+    let refused = template_admin
+        .coordinate(agent_id, &some_endpoint)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    let refused = admin.coordinate(agent_id, "not-a-key").await.unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+
+    // The owner learns the address; an endpoint that never registered, dialling that address
+    // directly, is turned away by the agent itself.
+    let mut events = admin.coordinate(agent_id, &some_endpoint).await.unwrap();
+    let address = loop {
+        let (_, event): (String, sdk::AgentAddressEvent) = events.next().await.unwrap().unwrap();
+        if let Some(address) = event.address
+            && !address.direct_addresses.is_empty()
+        {
+            break address;
+        }
+    };
+    // The agent listens on every interface; reach its IPv4 port over loopback only, so the
+    // test sends no packet to any other address.
+    let port = address
+        .direct_addresses
+        .iter()
+        .filter_map(|ip| ip.parse::<std::net::SocketAddr>().ok())
+        .find(|ip| ip.is_ipv4())
+        .unwrap()
+        .port();
+    let endpoint_id: tunnel::EndpointId = address.endpoint_id.parse().unwrap();
+    let address = tunnel::EndpointAddr::new(endpoint_id)
+        .with_ip_addr(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let stranger = tunnel::bind(tunnel::EndpointOptions {
+        secret_key: tunnel::SecretKey::generate(),
+        relays: Vec::new(),
+        alpns: Vec::new(),
+        direct: true,
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        lookup: None,
+    })
+    .await
+    .unwrap();
+    let connection = stranger
+        .connect(address, tunnel::proto::AGENT_ALPN)
+        .await
+        .expect("the QUIC handshake itself succeeds");
+    let reason = tokio::time::timeout(Duration::from_secs(20), connection.closed())
+        .await
+        .expect("the agent closes the connection");
+    assert!(reason.to_string().contains("not authorized"), "{reason}");
+    stranger.close().await;
+
+    // A user with no access gets the same answer from the CLI.
+    let out = ws
+        .coder
+        .run(&["ssh", "member/dev", "--", "true"])
+        .failure(1);
+    assert!(out.stderr.contains("finding workspace"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_shell_gets_a_pty_that_follows_the_window() {
+    let ws = workspace(&[]).await;
+    let terminal =
+        crate::terminal::Terminal::start(&ws.coder.script(&["ssh", "dev"]), ws.coder.home());
+    terminal.type_line("tty; stty size; echo ready-$((6*7))");
+    let screen = terminal.wait_for("ready-42").await;
+    assert!(screen.contains("/dev/pts/"), "{screen}");
+    assert!(screen.contains("50 200"), "{screen}");
+    terminal.resize(120, 40);
+    terminal.type_line("stty size; echo resized-$((6*7))");
+    let screen = terminal.wait_for("resized-42").await;
+    assert!(screen.contains("40 120"), "{screen}");
+    // Ctrl-C reaches the remote foreground process, not the local coder.
+    terminal.type_line("sleep 100");
+    std::thread::sleep(Duration::from_millis(500));
+    terminal.keys("C-c");
+    terminal.type_line("echo after-interrupt-$((6*7))");
+    terminal.wait_for("after-interrupt-42").await;
+    terminal.type_line("exit 4");
+    terminal.wait_for("EXIT=4").await;
 }
