@@ -119,7 +119,7 @@ pub(crate) async fn dial(
     let direct_blocked = if info.disable_direct_connections {
         Some("the deployment blocks direct connections (--block-direct-connections)")
     } else if options.relay_only {
-        Some("direct connections were turned off for this command")
+        Some("direct connections are disabled on this client (--disable-direct-connections)")
     } else {
         None
     };

@@ -65,9 +65,19 @@ pub(crate) struct GlobalArgs {
     /// Log more (debug level).
     #[arg(short, long, env = "CODER_VERBOSE", global = true)]
     pub(crate) verbose: bool,
+    /// Never connect to workspaces directly (p2p): every tunnel goes through a relay.
+    #[arg(long, env = "CODER_DISABLE_DIRECT_CONNECTIONS", global = true)]
+    pub(crate) disable_direct_connections: bool,
 }
 
 impl GlobalArgs {
+    /// How this user's tunnels may travel.
+    pub(crate) fn dial_options(&self) -> crate::dial::DialOptions {
+        crate::dial::DialOptions {
+            relay_only: self.disable_direct_connections,
+        }
+    }
+
     pub(crate) fn config_dir(&self) -> PathBuf {
         self.global_config
             .clone()

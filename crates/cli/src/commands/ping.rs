@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 use tunnel::proto::StreamRequest;
 
 use crate::commands::GlobalArgs;
-use crate::dial::{self, DialOptions};
+use crate::dial;
 use crate::output;
 use crate::session;
 
@@ -30,7 +30,7 @@ pub(crate) struct PingArgs {
 
 pub(crate) async fn run(global: &GlobalArgs, args: PingArgs) -> Result<ExitCode> {
     let client = session::client(global)?;
-    let tunnel = dial::dial(&client, &args.workspace, DialOptions::default()).await?;
+    let tunnel = dial::dial(&client, &args.workspace, global.dial_options()).await?;
     let (mut send, mut recv) = tunnel.open(&StreamRequest::Echo).await?;
     let name = tunnel.workspace.name.clone();
     let mut sent: u64 = 0;

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, mpsc};
 use tunnel::proto::StreamRequest;
 
 use crate::commands::GlobalArgs;
-use crate::dial::{self, AgentTunnel, DialOptions};
+use crate::dial::{self, AgentTunnel};
 use crate::output;
 use crate::session;
 
@@ -119,7 +119,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: PortForwardArgs) -> Result<Ex
         bail!("nothing to forward: give --tcp LOCAL:REMOTE or --udp LOCAL:REMOTE");
     }
     let client = session::client(global)?;
-    let tunnel = Arc::new(dial::dial(&client, &args.workspace, DialOptions::default()).await?);
+    let tunnel = Arc::new(dial::dial(&client, &args.workspace, global.dial_options()).await?);
     let mut tasks = tokio::task::JoinSet::new();
     for forward in tcp {
         let listener = TcpListener::bind(forward.local)

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tunnel::proto::{Direction, StreamRequest};
 
 use crate::commands::GlobalArgs;
-use crate::dial::{self, DialOptions};
+use crate::dial;
 use crate::output;
 use crate::session;
 
@@ -65,7 +65,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: SpeedtestArgs) -> Result<Exit
         bail!("--time must be between 1ms and 5m");
     }
     let client = session::client(global)?;
-    let tunnel = dial::dial(&client, &args.workspace, DialOptions::default()).await?;
+    let tunnel = dial::dial(&client, &args.workspace, global.dial_options()).await?;
     if args.direct {
         wait_for_direct(&tunnel).await?;
     }

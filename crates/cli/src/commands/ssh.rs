@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tunnel::proto::StreamRequest;
 
 use crate::commands::GlobalArgs;
-use crate::dial::{self, DialOptions};
+use crate::dial;
 use crate::session;
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +44,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
             .unwrap_or(&args.workspace),
         None => &args.workspace,
     };
-    let tunnel = dial::dial(&client, target, DialOptions::default()).await?;
+    let tunnel = dial::dial(&client, target, global.dial_options()).await?;
     let (send, recv) = tunnel.open(&StreamRequest::Ssh).await?;
     if args.stdio {
         let result = stdio(send, recv).await;
