@@ -27,10 +27,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Binds the endpoint and serves tunnels until `stop` fires.
 pub(crate) async fn serve(client: Client, manifest: AgentManifest, stop: CancellationToken) {
-    let relays = tunnel::relay_map::relay_urls(&manifest.derp_map)
-        .into_iter()
-        .filter_map(|url| url.parse().ok())
-        .collect();
+    let relays = tunnel::relay_map::relays(&manifest.derp_map);
     let endpoint = match tunnel::bind(EndpointOptions {
         secret_key: SecretKey::generate(),
         relays,

@@ -126,10 +126,7 @@ pub(crate) async fn dial(
     let lookup = MemoryLookup::new();
     let endpoint = tunnel::bind(EndpointOptions {
         secret_key: SecretKey::generate(),
-        relays: tunnel::relay_map::relay_urls(&info.derp_map)
-            .into_iter()
-            .filter_map(|url| url.parse().ok())
-            .collect(),
+        relays: tunnel::relay_map::relays(&info.derp_map),
         alpns: Vec::new(),
         direct: direct_blocked.is_none(),
         bind: None,

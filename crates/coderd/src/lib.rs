@@ -109,6 +109,7 @@ pub struct Handle {
     pub builtin_postgres_dir: Option<PathBuf>,
     /// The embedded relay, when enabled.
     pub relay: Option<tunnel::relay::EmbeddedRelay>,
+    discovery: Option<tunnel::relay::AddressDiscovery>,
 }
 
 /// How long the whole shutdown may take before tasks are aborted.
@@ -127,6 +128,8 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
             (builtin.url().to_owned(), Some(builtin))
         }
     };
+    let mut config = config;
+    let discovery = start_address_discovery(&mut config, &listeners).await;
     let prepared = async {
         let store = Store::connect(&url).await?;
         store.migrate().await?;
@@ -202,6 +205,7 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
         prometheus_address: handle_addresses.2,
         builtin_postgres_dir,
         relay: state.relay.clone(),
+        discovery,
     })
 }
 
@@ -210,6 +214,9 @@ impl Handle {
     /// stops the built-in PostgreSQL.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
+        if let Some(discovery) = self.discovery.take() {
+            discovery.shutdown().await;
+        }
         let drained = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
             while self.tasks.join_next().await.is_some() {}
         })
@@ -224,6 +231,54 @@ impl Handle {
             tracing::warn!(error = %err, "stopping the built-in PostgreSQL failed");
         }
     }
+}
+
+/// Starts the embedded relay's QUIC address discovery on the API listener's address (UDP, same
+/// port number) and adds it to the embedded region of the relay map. Without it endpoints
+/// behind NATs never learn their public address, so only a failure to bind is tolerated (with
+/// a warning): tunnels then still work, through the relay or on one LAN.
+async fn start_address_discovery(
+    config: &mut Config,
+    listeners: &Listeners,
+) -> Option<tunnel::relay::AddressDiscovery> {
+    if !config.relay_enabled {
+        return None;
+    }
+    let listener = listeners
+        .http
+        .as_ref()
+        .or(listeners.tls.as_ref().map(|(listener, _)| listener))?;
+    let address = listener.local_addr().ok()?;
+    let mut hosts: Vec<String> = config
+        .access_url
+        .host_str()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if !address.ip().is_unspecified() {
+        hosts.push(address.ip().to_string());
+    }
+    hosts.dedup();
+    let discovery = match tunnel::relay::AddressDiscovery::spawn(address, hosts).await {
+        Ok(discovery) => discovery,
+        Err(err) => {
+            tracing::warn!(%address, error = %err, "relay address discovery is off: endpoints behind NATs will not learn their public addresses");
+            return None;
+        }
+    };
+    for region in config.relay_map.regions.values_mut() {
+        if region.embedded_relay {
+            for node in &mut region.nodes {
+                node.stun_port = i32::from(discovery.port());
+                node.quic_cert = Some(discovery.cert_pem().to_owned());
+            }
+        }
+    }
+    tracing::info!(
+        port = discovery.port(),
+        "relay address discovery listening (UDP)"
+    );
+    Some(discovery)
 }
 
 /// The whole HTTP application. Tests drive it with `oneshot`; [`spawn`] serves it.

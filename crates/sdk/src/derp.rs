@@ -48,9 +48,18 @@ pub struct DerpNode {
     /// Its port (0: 443, or 80 with `ForceHTTP`).
     #[serde(rename = "DERPPort", default)]
     pub derp_port: u16,
-    /// Its STUN port; -1 when it has none.
+    /// Its address-discovery port (UDP; Tailscale's STUN port, QUIC address discovery for
+    /// our relays); -1 when it has none.
     #[serde(rename = "STUNPort", default)]
     pub stun_port: i32,
+    /// The certificate (PEM) its address discovery presents, when that is not signed by a
+    /// public authority (the embedded relay's is self-signed).
+    #[serde(
+        rename = "CoderQUICCert",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quic_cert: Option<String>,
     /// Only STUN, no relay.
     #[serde(rename = "STUNOnly", default)]
     pub stun_only: bool,

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 
 use iroh::endpoint::{PortmapperConfig, presets};
 use iroh::{NetReportConfig, RelayConfig, RelayMap, RelayMode};
+use iroh_relay::RelayQuicConfig;
+use iroh_relay::tls::CaTlsConfig;
 
 pub use iroh::Watcher;
 pub use iroh::address_lookup::MemoryLookup;
@@ -28,7 +30,7 @@ pub struct EndpointOptions {
     /// Its identity; its public half is the endpoint id others dial.
     pub secret_key: SecretKey,
     /// The relays it may use (its home relay is chosen among them by latency).
-    pub relays: Vec<RelayUrl>,
+    pub relays: Vec<relay_map::RelaySpec>,
     /// The protocols it accepts (ALPNs); empty for dial-only endpoints.
     pub alpns: Vec<Vec<u8>>,
     /// Whether it may use direct (UDP) paths; without them every byte goes through a relay.
@@ -53,12 +55,20 @@ pub enum BindError {
 /// Binds an endpoint that talks only to the given relays and never looks anything up on the
 /// internet (air-gapped installs reach nothing outside).
 pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {
-    let relays = RelayMap::from_iter(
-        options
-            .relays
-            .into_iter()
-            .map(|url| RelayConfig::new(url, None)),
-    );
+    // Address discovery needs UDP of our own: a relay-only endpoint skips it.
+    let discovery = options.direct;
+    let trusted: Vec<_> = options
+        .relays
+        .iter()
+        .filter_map(|relay| relay.discovery.as_ref().map(|(_, cert)| cert.clone()))
+        .collect();
+    let relays = RelayMap::from_iter(options.relays.into_iter().map(|relay| {
+        let quic = relay
+            .discovery
+            .filter(|_| discovery)
+            .map(|(port, _)| RelayQuicConfig::new(port));
+        RelayConfig::new(relay.url, quic)
+    }));
     // HTTPS probes find the home relay; the captive-portal check would fetch port 80 of the
     // relay's host whatever its port, so it stays off.
     let mut net_report = NetReportConfig::minimal();
@@ -69,6 +79,9 @@ pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {
         .portmapper_config(PortmapperConfig::Disabled)
         .net_report_config(net_report)
         .alpns(options.alpns);
+    if discovery && !trusted.is_empty() {
+        builder = builder.ca_tls_config(CaTlsConfig::default().with_extra_roots(trusted));
+    }
     if let Some(lookup) = options.lookup {
         builder = builder.address_lookup(lookup);
     }

@@ -10,7 +10,8 @@ use iroh::{EndpointId, RelayUrl};
 use iroh_relay::KeyCache;
 use iroh_relay::server::http_server::{Handlers, RelayService, RelayServiceWithNotify};
 use iroh_relay::server::{
-    Access, AccessControl, ClientRequest, Metrics, RelayConfig, Server, ServerConfig, SpawnError,
+    Access, AccessControl, ClientRequest, Metrics, QuicConfig, RelayConfig, Server, ServerConfig,
+    SpawnError,
 };
 
 pub use iroh_relay::server::streams::MaybeTlsStream;
@@ -72,8 +73,11 @@ pub enum RelayError {
     #[error("starting the relay")]
     Spawn(#[source] SpawnError),
     /// It started without an HTTP address (cannot happen with our configuration).
-    #[error("the relay has no HTTP address")]
+    #[error("the relay has no address")]
     NoAddress,
+    /// The address discovery certificate could not be made.
+    #[error("making the address discovery certificate: {0}")]
+    Certificate(String),
 }
 
 /// A running relay. Dropping it stops it; [`Relay::shutdown`] waits for that.
@@ -108,6 +112,66 @@ impl Relay {
     pub async fn shutdown(self) {
         if let Err(err) = self.server.shutdown().await {
             tracing::warn!(error = %err, "the relay did not stop cleanly");
+        }
+    }
+}
+
+/// The relay's QUIC address discovery (QAD): endpoints ask it over UDP which address and port
+/// their packets come from, which is how an endpoint behind a NAT learns the public address
+/// its peer should punch towards. It tells each asker only its own address, so it admits
+/// anyone. It needs TLS even beside a plain-HTTP relay: it brings its own self-signed
+/// certificate, which clients receive with the relay map.
+#[must_use = "dropping it stops address discovery"]
+#[derive(Debug)]
+pub struct AddressDiscovery {
+    server: Server,
+    port: u16,
+    cert_pem: String,
+}
+
+impl AddressDiscovery {
+    /// Listens on UDP `address` with a certificate for `host_names` (DNS names or IP
+    /// addresses: what the relay's URL names).
+    pub async fn spawn(address: SocketAddr, host_names: Vec<String>) -> Result<Self, RelayError> {
+        let certified = rcgen::generate_simple_self_signed(host_names)
+            .map_err(|err| RelayError::Certificate(err.to_string()))?;
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|err| RelayError::Certificate(err.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .map_err(|err| RelayError::Certificate(err.to_string()))?;
+        let mut quic = QuicConfig::new(address);
+        quic.server_config = Some(tls);
+        let mut config = ServerConfig::default();
+        config.quic = Some(quic);
+        let server = Server::spawn(config).await.map_err(RelayError::Spawn)?;
+        let port = server.quic_addr().ok_or(RelayError::NoAddress)?.port();
+        Ok(Self {
+            server,
+            port,
+            cert_pem: certified.cert.pem(),
+        })
+    }
+
+    /// The UDP port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its certificate (PEM), for clients to trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Stops it.
+    pub async fn shutdown(self) {
+        if let Err(err) = self.server.shutdown().await {
+            tracing::warn!(error = %err, "address discovery did not stop cleanly");
         }
     }
 }

@@ -79,8 +79,56 @@ pub fn embedded_region(
             stun_port: -1,
             stun_only: false,
             force_http: http,
+            quic_cert: None,
         }],
     }
+}
+
+/// A relay as an endpoint uses it.
+#[derive(Clone, Debug)]
+pub struct RelaySpec {
+    /// Where its relay protocol is served.
+    pub url: iroh::RelayUrl,
+    /// Its QUIC address discovery: UDP port and the certificate to trust for it.
+    pub discovery: Option<(u16, rustls::pki_types::CertificateDer<'static>)>,
+}
+
+impl From<iroh::RelayUrl> for RelaySpec {
+    /// A relay without address discovery.
+    fn from(url: iroh::RelayUrl) -> Self {
+        Self {
+            url,
+            discovery: None,
+        }
+    }
+}
+
+/// Every relay in the map (with its address discovery when it has one), in region order;
+/// nodes whose URL or certificate do not parse are skipped with a warning.
+pub fn relays(map: &DerpMap) -> Vec<RelaySpec> {
+    use rustls::pki_types::pem::PemObject;
+    map.regions
+        .values()
+        .flat_map(|region| &region.nodes)
+        .filter(|node| !node.stun_only)
+        .filter_map(|node| {
+            let url = match node.relay_url().parse() {
+                Ok(url) => url,
+                Err(_) => {
+                    tracing::warn!(host = %node.host_name, "skipping a relay whose URL does not parse");
+                    return None;
+                }
+            };
+            let port = u16::try_from(node.stun_port).ok().filter(|port| *port != 0);
+            let cert = node.quic_cert.as_deref().and_then(|pem| {
+                rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                    .inspect_err(|err| tracing::warn!(error = %err, "ignoring a relay's unparsable certificate"))
+                    .ok()
+            });
+            let discovery = port.zip(cert);
+            Some(RelaySpec { url, discovery })
+        })
+        .collect()
 }
 
 /// Every relay URL in the map, in region order.
@@ -113,6 +161,7 @@ mod tests {
                 stun_port: -1,
                 stun_only: false,
                 force_http: false,
+                quic_cert: None,
             }],
         }
     }

@@ -49,10 +49,7 @@ pub(crate) async fn run(global: &GlobalArgs) -> Result<ExitCode> {
         .context("reading the deployment's relay map")?;
     let endpoint = tunnel::bind(EndpointOptions {
         secret_key: SecretKey::generate(),
-        relays: tunnel::relay_map::relay_urls(&info.derp_map)
-            .into_iter()
-            .filter_map(|url| url.parse().ok())
-            .collect(),
+        relays: tunnel::relay_map::relays(&info.derp_map),
         alpns: Vec::new(),
         direct: true,
         bind: None,

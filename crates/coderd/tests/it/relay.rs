@@ -10,7 +10,7 @@ const ALPN: &[u8] = b"coder/test-relay";
 async fn endpoint(relay: &RelayUrl, key: SecretKey) -> iroh::Endpoint {
     tunnel::bind(EndpointOptions {
         secret_key: key,
-        relays: vec![relay.clone()],
+        relays: vec![relay.clone().into()],
         alpns: vec![ALPN.to_vec()],
         direct: false,
         bind: None,

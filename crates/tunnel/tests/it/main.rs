@@ -20,7 +20,7 @@ async fn endpoint(relay: &Relay, allowed: &AllowList, direct: bool) -> Endpoint 
     allowed.allow(secret_key.public());
     let endpoint = tunnel::bind(EndpointOptions {
         secret_key,
-        relays: vec![relay.url().clone()],
+        relays: vec![relay.url().clone().into()],
         alpns: vec![ALPN.to_vec()],
         direct,
         // Direct paths stay on loopback: tests send nothing to other addresses.
@@ -122,7 +122,7 @@ async fn the_relay_refuses_unknown_endpoints_until_allowed() {
     let stranger_key = SecretKey::generate();
     let stranger = tunnel::bind(EndpointOptions {
         secret_key: stranger_key.clone(),
-        relays: vec![relay.url().clone()],
+        relays: vec![relay.url().clone().into()],
         alpns: Vec::new(),
         direct: false,
         bind: None,
