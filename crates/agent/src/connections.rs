@@ -71,6 +71,10 @@ async fn coordinate(
         match client.agent_coordinate(&id).await {
             Ok(mut events) => {
                 backoff = Duration::from_millis(100);
+                // The open stream admits this endpoint to the relay; publish once it has its
+                // home relay there (the path that always works), or after a few seconds
+                // without one (direct addresses still serve clients on the same network).
+                let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.online()).await;
                 let mut published = None;
                 loop {
                     let address = tunnel::address::to_wire(&addresses.get());

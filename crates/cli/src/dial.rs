@@ -123,9 +123,19 @@ pub(crate) async fn dial(
     } else {
         None
     };
+    // Join the coordinator before the endpoint exists: the relay admits this endpoint id from
+    // then on, so the endpoint's first relay connection is accepted rather than refused and
+    // retried with backoff.
+    let secret_key = SecretKey::generate();
+    let endpoint_id = secret_key.public().to_string();
+    let mut events = client
+        .coordinate(agent.id, &endpoint_id)
+        .await
+        .map_err(session::explain)
+        .context("joining the coordinator")?;
     let lookup = MemoryLookup::new();
     let endpoint = tunnel::bind(EndpointOptions {
-        secret_key: SecretKey::generate(),
+        secret_key,
         relays: tunnel::relay_map::relays(&info.derp_map),
         alpns: Vec::new(),
         direct: direct_blocked.is_none(),
@@ -134,23 +144,22 @@ pub(crate) async fn dial(
     })
     .await
     .context("starting the tunnel endpoint")?;
-
-    let mut events = client
-        .coordinate(agent.id, &endpoint.id().to_string())
-        .await
-        .map_err(session::explain)
-        .context("joining the coordinator")?;
+    let has_relays = !tunnel::relay_map::relays(&info.derp_map).is_empty();
     let first = tokio::time::timeout(CONNECT_TIMEOUT, async {
         loop {
             match events.next::<AgentAddressEvent>().await? {
-                // An agent that has just started may publish before it has a relay or any
-                // address: that one cannot be dialled yet.
+                // An agent that has just started may publish before it has a home relay: its
+                // direct addresses alone may be unreachable (behind its NAT), and a dial in
+                // flight does not pick up the relay learnt later. Wait for the relay, unless
+                // the deployment has none.
                 Some((
                     _,
                     AgentAddressEvent {
                         address: Some(address),
                     },
-                )) if address.relay_url.is_some() || !address.direct_addresses.is_empty() => {
+                )) if address.relay_url.is_some()
+                    || (!has_relays && !address.direct_addresses.is_empty()) =>
+                {
                     return anyhow::Ok(address);
                 }
                 Some(_) => {}

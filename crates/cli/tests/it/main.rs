@@ -4,6 +4,7 @@
 
 mod builtin_postgres;
 mod login;
+mod nat;
 mod server;
 mod templates;
 mod terminal;
