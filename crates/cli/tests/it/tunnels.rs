@@ -33,12 +33,10 @@ impl Drop for Workspace {
 async fn workspace(server_args: &[&str]) -> Workspace {
     let db = TestDb::new().await;
     let coder = coder();
-    let mut args = vec![
-        "--postgres-url",
-        db.url.as_str(),
-        "--http-address",
-        "127.0.0.1:0",
-    ];
+    let mut args = vec!["--postgres-url", db.url.as_str()];
+    if !server_args.contains(&"--http-address") {
+        args.extend(["--http-address", "127.0.0.1:0"]);
+    }
     args.extend_from_slice(server_args);
     let server = coder.server(&args);
     crate::login_first_user(&coder, &server.url);
@@ -622,4 +620,121 @@ async fn an_interactive_shell_gets_a_pty_that_follows_the_window() {
     terminal.wait_for("after-interrupt-42").await;
     terminal.type_line("exit 4");
     terminal.wait_for("EXIT=4").await;
+}
+
+/// nginx as a layer-7 reverse proxy in front of the server (WebSocket upgrades for the relay,
+/// unbuffered responses for the coordinator's event streams).
+struct Nginx {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(listen: u16, upstream: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let config = format!(
+            r#"daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 1h;
+            client_max_body_size 0;
+        }}
+    }}
+}}
+"#
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed");
+        Self { child, _dir: dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers too (SIGKILL would orphan them).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_agents_connect_and_the_relay_works() {
+    let (proxy_port, server_port) = (free_port(), free_port());
+    let _nginx = Nginx::start(proxy_port, server_port);
+    let access_url = format!("http://127.0.0.1:{proxy_port}");
+    let server_address = format!("127.0.0.1:{server_port}");
+    let ws = workspace(&[
+        "--http-address",
+        &server_address,
+        "--access-url",
+        &access_url,
+    ])
+    .await;
+    // The agent reached the server (and the coordinator) through nginx: it is ready.
+    let out = ws
+        .coder
+        .run(&["ssh", "dev", "--", "echo through nginx"])
+        .success();
+    assert_eq!(out.stdout, "through nginx\n");
+    // Relayed: the relay's WebSocket upgrade goes through nginx too.
+    let ping = ws
+        .coder
+        .run(&[
+            "--disable-direct-connections",
+            "ping",
+            "dev",
+            "-n",
+            "2",
+            "--wait",
+            "200ms",
+        ])
+        .success();
+    assert!(
+        ping.stdout
+            .contains("pong from dev proxied via DERP(Coder Embedded Relay)"),
+        "{}",
+        ping.stdout
+    );
+    let out = ws
+        .coder
+        .run(&[
+            "--disable-direct-connections",
+            "ssh",
+            "dev",
+            "--",
+            "echo relayed through nginx",
+        ])
+        .success();
+    assert_eq!(out.stdout, "relayed through nginx\n");
 }
