@@ -25,8 +25,90 @@ use crate::ssh::SshServer;
 const AUTHORIZATION_WAIT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// The tunnels users hold to this agent, for its heartbeats.
+#[derive(Clone)]
+pub(crate) struct Tracker {
+    state: Arc<std::sync::Mutex<TrackerState>>,
+    derp_map: Arc<sdk::DerpMap>,
+    /// Fires when a tunnel opens, so its path is reported soon rather than at the next beat.
+    pub(crate) opened: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    next_id: u64,
+    open: Vec<(u64, Connection, chrono::DateTime<chrono::Utc>)>,
+    last_path: String,
+    last_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Tracker {
+    pub(crate) fn new(derp_map: sdk::DerpMap) -> Self {
+        Self {
+            state: Arc::default(),
+            derp_map: Arc::new(derp_map),
+            opened: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, connection: Connection) -> u64 {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.open.push((id, connection, chrono::Utc::now()));
+        drop(state);
+        self.opened.notify_one();
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        let mut state = self.lock();
+        // The latest tunnel's path is kept when it closes, even between two heartbeats.
+        self.note_latest(&mut state);
+        state.open.retain(|(open, _, _)| *open != id);
+    }
+
+    fn note_latest(&self, state: &mut TrackerState) {
+        let Some((_, connection, at)) = state.open.last() else {
+            return;
+        };
+        let path = match tunnel::path(connection) {
+            tunnel::Path::Direct(_) => "p2p".to_owned(),
+            tunnel::Path::Relay(url) => format!(
+                "relay ({})",
+                tunnel::relay_map::region_name(&self.derp_map, &url)
+            ),
+            tunnel::Path::Unknown => return,
+        };
+        state.last_at = Some(*at);
+        state.last_path = path;
+    }
+
+    /// Open tunnels and the latest one's path now (or when it closed).
+    pub(crate) fn stats(&self) -> sdk::AgentConnectionStats {
+        let mut state = self.lock();
+        self.note_latest(&mut state);
+        sdk::AgentConnectionStats {
+            open: i32::try_from(state.open.len()).unwrap_or(i32::MAX),
+            last_path: state.last_path.clone(),
+            last_at: state.last_at,
+        }
+    }
+}
+
 /// Binds the endpoint and serves tunnels until `stop` fires.
-pub(crate) async fn serve(client: Client, manifest: AgentManifest, stop: CancellationToken) {
+pub(crate) async fn serve(
+    client: Client,
+    manifest: AgentManifest,
+    tracker: Tracker,
+    stop: CancellationToken,
+) {
     let relays = tunnel::relay_map::relays(&manifest.derp_map);
     let endpoint = match tunnel::bind(EndpointOptions {
         secret_key: SecretKey::generate(),
@@ -52,7 +134,7 @@ pub(crate) async fn serve(client: Client, manifest: AgentManifest, stop: Cancell
     tokio::select! {
         () = stop.cancelled() => {}
         () = coordinate(&client, &endpoint, authorized) => {}
-        () = accept(&endpoint, allowed, services) => {}
+        () = accept(&endpoint, allowed, services, tracker) => {}
     }
     endpoint.close().await;
 }
@@ -122,10 +204,12 @@ async fn accept(
     endpoint: &Endpoint,
     allowed: watch::Receiver<HashSet<EndpointId>>,
     services: Arc<Services>,
+    tracker: Tracker,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let allowed = allowed.clone();
         let services = services.clone();
+        let tracker = tracker.clone();
         tokio::spawn(async move {
             let connection = match incoming.await {
                 Ok(connection) => connection,
@@ -141,7 +225,9 @@ async fn accept(
                 return;
             }
             tracing::info!(%peer, path = ?tunnel::path(&connection), "client connected");
+            let id = tracker.add(connection.clone());
             serve_connection(connection, services).await;
+            tracker.remove(id);
             tracing::info!(%peer, "client disconnected");
         });
     }

@@ -21,6 +21,9 @@ use sdk::{AgentHeartbeatRequest, AgentManifest, UpdateLifecycleRequest, Workspac
 use tokio_util::sync::CancellationToken;
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long after a tunnel opens its path is reported: the move from relay to direct takes
+/// milliseconds to a few seconds.
+const PATH_SETTLE: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What the agent needs.
@@ -43,15 +46,18 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
         "agent connected"
     );
     let tunnel_stop = CancellationToken::new();
+    let tracker = connections::Tracker::new(manifest.derp_map.clone());
     let tunnel_task = tokio::spawn(connections::serve(
         client.clone(),
         manifest.clone(),
+        tracker.clone(),
         tunnel_stop.clone(),
     ));
     let heartbeats = CancellationToken::new();
     let heartbeat_task = tokio::spawn(heartbeat(
         client.clone(),
         config.version.clone(),
+        tracker,
         heartbeats.clone(),
     ));
 
@@ -122,15 +128,26 @@ async fn fetch_manifest(client: &Client, shutdown: &CancellationToken) -> Option
     }
 }
 
-async fn heartbeat(client: Client, version: String, stop: CancellationToken) {
+/// Beats every 10 s with the tunnels' state, and a few seconds after a tunnel opens (once
+/// its path has settled) so `coder show` reflects it promptly.
+async fn heartbeat(
+    client: Client,
+    version: String,
+    tracker: connections::Tracker,
+    stop: CancellationToken,
+) {
     let mut interval = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = interval.tick() => {}
+            () = tracker.opened.notified() => {
+                tokio::time::sleep(PATH_SETTLE).await;
+            }
         }
         let request = AgentHeartbeatRequest {
             version: version.clone(),
+            connections: Some(tracker.stats()),
         };
         if let Err(err) = client.agent_heartbeat(&request).await {
             tracing::warn!(error = %err, "heartbeat failed; retrying");

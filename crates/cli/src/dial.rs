@@ -280,24 +280,7 @@ impl AgentTunnel {
 
     /// The relay region's name for a relay URL.
     pub(crate) fn relay_name(&self, url: &tunnel::RelayUrl) -> String {
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default();
-        self.derp_map
-            .regions
-            .values()
-            .find(|region| {
-                region.nodes.iter().any(|node| {
-                    node.host_name == host && (port.is_none() || port == Some(node.relay_port()))
-                })
-            })
-            .map(|region| {
-                if region.region_name.is_empty() {
-                    region.region_code.clone()
-                } else {
-                    region.region_name.clone()
-                }
-            })
-            .unwrap_or_else(|| url.to_string())
+        tunnel::relay_map::region_name(&self.derp_map, url)
     }
 }
 

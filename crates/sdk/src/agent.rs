@@ -182,6 +182,15 @@ pub struct WorkspaceAgent {
     pub directory: String,
     /// Its apps.
     pub apps: Vec<AgentApp>,
+    /// Tunnels users hold to it now (as of its last report).
+    #[serde(default)]
+    pub connection_count: i32,
+    /// The path of the latest tunnel: `p2p`, or `relay (<region name>)`; empty before any.
+    #[serde(default)]
+    pub last_connection_path: String,
+    /// When the latest tunnel was made.
+    #[serde(default)]
+    pub last_connection_at: Option<DateTime<Utc>>,
 }
 
 /// What an agent needs to run (`GET /api/v2/workspaceagents/me/manifest`).
@@ -227,6 +236,20 @@ pub struct UpdateLifecycleRequest {
 pub struct AgentHeartbeatRequest {
     /// The agent's version.
     pub version: String,
+    /// Its tunnels now.
+    #[serde(default)]
+    pub connections: Option<AgentConnectionStats>,
+}
+
+/// What an agent reports about the tunnels users hold to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConnectionStats {
+    /// Open tunnels.
+    pub open: i32,
+    /// The latest tunnel's path now: `p2p` or `relay (<region name>)`; empty before any.
+    pub last_path: String,
+    /// When the latest tunnel was made.
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 /// One line an agent sends.

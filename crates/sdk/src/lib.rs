@@ -22,9 +22,9 @@ mod users;
 mod workspaces;
 
 pub use agent::{
-    AgentApp, AgentHeartbeatRequest, AgentLogEntry, AgentManifest, AgentSettings, Healthcheck,
-    MetadataItem, PatchAgentLogsRequest, UpdateLifecycleRequest, WorkspaceAgent,
-    WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
+    AgentApp, AgentConnectionStats, AgentHeartbeatRequest, AgentLogEntry, AgentManifest,
+    AgentSettings, Healthcheck, MetadataItem, PatchAgentLogsRequest, UpdateLifecycleRequest,
+    WorkspaceAgent, WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
 };
 pub use buildinfo::BuildInfo;
 pub use coordinate::{AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, TunnelAddress};

@@ -21,6 +21,9 @@ pub struct WorkspaceAgentRow {
     pub last_connected_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub connection_count: i32,
+    pub last_connection_path: String,
+    pub last_connection_at: Option<DateTime<Utc>>,
 }
 
 /// A row of `workspace_agent_logs`.
@@ -113,6 +116,31 @@ impl Store {
         )
         .bind(id)
         .bind(version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records what the agent reports about its tunnels: how many are open, and the path of
+    /// the latest (`last_at` is when that connection was made).
+    pub async fn record_agent_connections(
+        &self,
+        id: Uuid,
+        open: i32,
+        last_path: &str,
+        last_at: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE workspace_agents
+             SET connection_count = $2,
+                 last_connection_path = CASE WHEN $3 = '' THEN last_connection_path ELSE $3 END,
+                 last_connection_at = coalesce($4, last_connection_at)
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(open)
+        .bind(last_path)
+        .bind(last_at)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -131,6 +131,28 @@ pub fn relays(map: &DerpMap) -> Vec<RelaySpec> {
         .collect()
 }
 
+/// The name of the region a relay URL belongs to (its code when it has no name, the URL
+/// itself when no region has it).
+pub fn region_name(map: &DerpMap, url: &iroh::RelayUrl) -> String {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default();
+    map.regions
+        .values()
+        .find(|region| {
+            region.nodes.iter().any(|node| {
+                node.host_name == host && (port.is_none() || port == Some(node.relay_port()))
+            })
+        })
+        .map(|region| {
+            if region.region_name.is_empty() {
+                region.region_code.clone()
+            } else {
+                region.region_name.clone()
+            }
+        })
+        .unwrap_or_else(|| url.to_string())
+}
+
 /// Every relay URL in the map, in region order.
 pub fn relay_urls(map: &DerpMap) -> Vec<String> {
     map.regions

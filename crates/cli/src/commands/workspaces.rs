@@ -43,6 +43,15 @@ pub(crate) struct ListArgs {
     /// Every user's workspaces (owners and template admins).
     #[arg(short, long)]
     all: bool,
+    /// Columns to show: workspace, template, status, healthy, last built, outdated, agent,
+    /// connection.
+    #[arg(
+        short,
+        long = "column",
+        value_delimiter = ',',
+        default_value = "workspace,template,status,healthy,last built,outdated"
+    )]
+    column: Vec<String>,
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
 }
@@ -251,10 +260,12 @@ pub(crate) async fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode
         "healthy",
         "last built",
         "outdated",
+        "agent",
+        "connection",
     ];
-    let chosen: Vec<String> = columns.iter().map(|column| (*column).to_owned()).collect();
-    let mut table = Table::new(&columns, &chosen)?;
+    let mut table = Table::new(&columns, &args.column)?;
     for workspace in &response.workspaces {
+        let agents = &workspace.latest_build.agents;
         table.row(vec![
             format!("{}/{}", workspace.owner_name, workspace.name),
             workspace.template_name.clone(),
@@ -262,6 +273,22 @@ pub(crate) async fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode
             healthy(&workspace.latest_build),
             output::time(workspace.latest_build.created_at),
             workspace.outdated.to_string(),
+            agents
+                .iter()
+                .map(|agent| {
+                    format!(
+                        "{} ({})",
+                        status_name(agent.status),
+                        agent.lifecycle_state.name()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            agents
+                .iter()
+                .map(connection_summary)
+                .collect::<Vec<_>>()
+                .join(", "),
         ]);
     }
     table.print()?;
@@ -322,6 +349,9 @@ pub(crate) async fn show(global: &GlobalArgs, args: ShowArgs) -> Result<ExitCode
                 format!(", version {}", agent.version)
             }
         ))?;
+        if !agent.last_connection_path.is_empty() {
+            output::line(format!("  connections: {}", connection_summary(agent)))?;
+        }
         if !agent.directory.is_empty() {
             output::line(format!("  directory: {}", agent.directory))?;
         }
@@ -357,6 +387,21 @@ fn healthy(build: &WorkspaceBuild) -> String {
                 && agent.lifecycle_state == sdk::WorkspaceAgentLifecycle::Ready
         })
         .to_string()
+}
+
+/// `2 open, last p2p at <time>`; blank before the first tunnel.
+fn connection_summary(agent: &sdk::WorkspaceAgent) -> String {
+    if agent.last_connection_path.is_empty() {
+        return String::new();
+    }
+    let at = agent
+        .last_connection_at
+        .map(|at| format!(" at {}", output::time(at)))
+        .unwrap_or_default();
+    format!(
+        "{} open, last {}{at}",
+        agent.connection_count, agent.last_connection_path
+    )
 }
 
 fn status_name(status: sdk::WorkspaceAgentStatus) -> &'static str {

@@ -158,6 +158,15 @@ impl Nat {
         .await;
     }
 
+    /// Waits for `coder show dev` to report the agent's latest tunnel path.
+    async fn wait_for_show(&self, text: &str) {
+        eventually(Duration::from_secs(30), text, || async {
+            let show = self.user.run(&["show", "dev"]);
+            show.stdout.contains(text).then_some(())
+        })
+        .await;
+    }
+
     fn pongs(&self, count: &str) -> Vec<String> {
         let out = self
             .user
@@ -196,6 +205,7 @@ async fn easy_nat_goes_direct_and_survives_a_server_restart() {
         "no direct path through the agent's NAT within 10 pings:\n{}",
         pongs.join("\n")
     );
+    nat.wait_for_show("last p2p").await;
     let speed = nat
         .user
         .run(&["speedtest", "dev", "-d", "-t", "1s"])
@@ -256,6 +266,7 @@ async fn hard_nat_falls_back_to_the_relay() {
         "{}",
         pongs.join("\n")
     );
+    nat.wait_for_show("last relay (Coder Embedded Relay)").await;
     let out = nat
         .user
         .run(&["ssh", "dev", "--", "echo through the relay"])

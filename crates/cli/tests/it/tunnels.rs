@@ -401,6 +401,18 @@ async fn port_forward_ping_and_speedtest() {
         ping.stdout
     );
     assert!(ping.stdout.contains("3 pings sent, 3 pongs received"));
+    // The agent reports its tunnels: `coder list` can show them.
+    let listed = eventually(
+        Duration::from_secs(30),
+        "the connection in coder list",
+        || async {
+            let list = ws.coder.run(&["list", "-c", "workspace,agent,connection"]);
+            list.stdout.contains("last p2p").then_some(list.stdout)
+        },
+    )
+    .await;
+    assert!(listed.contains("connected (ready)"), "{listed}");
+    assert!(listed.contains("CONNECTION"), "{listed}");
 
     let netcheck = ws.coder.run(&["netcheck"]).success();
     let report: serde_json::Value = serde_json::from_str(&netcheck.stdout).unwrap();

@@ -73,6 +73,9 @@ pub(crate) fn to_sdk(row: &WorkspaceAgentRow) -> WorkspaceAgent {
         version: row.version.clone(),
         directory: settings.dir,
         apps: settings.apps,
+        connection_count: row.connection_count,
+        last_connection_path: row.last_connection_path.clone(),
+        last_connection_at: row.last_connection_at,
     }
 }
 
@@ -167,6 +170,18 @@ async fn heartbeat(
         .store
         .touch_workspace_agent(current.agent.id, Some(&version))
         .await?;
+    if let Some(connections) = request.connections {
+        let path: String = connections.last_path.chars().take(128).collect();
+        state
+            .store
+            .record_agent_connections(
+                current.agent.id,
+                connections.open.max(0),
+                &path,
+                connections.last_at,
+            )
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
