@@ -275,7 +275,7 @@ async fn serve_stream(
             Ok(mut tcp) => {
                 proto::write_header(&mut send, &StreamReply::default()).await?;
                 let mut stream = tokio::io::join(recv, send);
-                tokio::io::copy_bidirectional(&mut stream, &mut tcp).await?;
+                tunnel::pipe::splice(&mut stream, &mut tcp).await?;
             }
             Err(err) => refuse(&mut send, format!("connecting to port {port}: {err}")).await?,
         },
@@ -295,7 +295,7 @@ async fn serve_stream(
         }
         StreamRequest::Echo => {
             proto::write_header(&mut send, &StreamReply::default()).await?;
-            tokio::io::copy(&mut recv, &mut send).await?;
+            tunnel::pipe::copy(&mut recv, &mut send).await?;
             send.finish()?;
         }
     }

@@ -244,7 +244,7 @@ async fn copy_output(
     mut to: impl AsyncWrite + Unpin,
 ) -> std::io::Result<u64> {
     // A PTY reports EIO once the last process holding it exits: that is its end of file.
-    let copied = tokio::io::copy(&mut from, &mut to).await;
+    let copied = tunnel::pipe::copy(&mut from, &mut to).await;
     let _ = to.flush().await;
     copied
 }

@@ -140,7 +140,7 @@ impl russh::server::Handler for Connection {
                     let _ = tcp.set_nodelay(true);
                     reply.accept().await;
                     let mut stream = channel.into_stream();
-                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                    let _ = tunnel::pipe::splice(&mut stream, &mut tcp).await;
                 }
                 Err(err) => {
                     tracing::debug!(%target, error = %err, "direct-tcpip connect failed");
@@ -291,7 +291,7 @@ async fn accept_forwarded(listener: TcpListener, handle: Handle, address: String
                 .await;
             if let Ok(channel) = opened {
                 let mut stream = channel.into_stream();
-                let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                let _ = tunnel::pipe::splice(&mut stream, &mut tcp).await;
             }
         });
     }
@@ -394,7 +394,7 @@ async fn serve_sftp(channel: Channel<Msg>, directory: std::path::PathBuf) {
     };
     let outbound = async {
         let mut writer = write.make_writer();
-        let _ = tokio::io::copy(&mut from_sftp, &mut writer).await;
+        let _ = tunnel::pipe::copy(&mut from_sftp, &mut writer).await;
         let _ = writer.flush().await;
     };
     tokio::select! {

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod pipe;
 pub mod proto;
 pub mod relay;
 pub mod relay_map;

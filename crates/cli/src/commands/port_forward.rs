@@ -164,7 +164,7 @@ async fn forward_tcp(listener: TcpListener, remote: u16, tunnel: Arc<AgentTunnel
             match tunnel.open(&StreamRequest::Tcp { port: remote }).await {
                 Ok((send, recv)) => {
                     let mut stream = tokio::io::join(recv, send);
-                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+                    let _ = tunnel::pipe::splice(&mut tcp, &mut stream).await;
                 }
                 Err(err) => output::note(format!("{peer} -> port {remote}: {err:#}")),
             }

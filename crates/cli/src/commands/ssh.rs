@@ -158,7 +158,7 @@ async fn stdio(mut send: tunnel::SendStream, mut recv: tunnel::RecvStream) -> Re
     };
     let download = async move {
         let mut stdout = tokio::io::stdout();
-        tokio::io::copy(&mut recv, &mut stdout).await?;
+        tunnel::pipe::copy(&mut recv, &mut stdout).await?;
         stdout.flush().await?;
         anyhow::Ok(())
     };
