@@ -252,6 +252,25 @@ async fn openssh_works_after_config_ssh() {
     );
     assert!(home(&ws).join("made").is_dir());
 
+    // rsync runs its server end over ssh.
+    let tree = ws.coder.home().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(tree.join("sub/b.txt"), "beta\n").unwrap();
+    let status = Command::new("rsync")
+        .arg("-a")
+        .arg("-e")
+        .arg(format!("ssh -F {}", config.display()))
+        .arg(format!("{}/", tree.display()))
+        .arg("coder.dev:tree/")
+        .status()
+        .expect("rsync is installed");
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(home(&ws).join("tree/sub/b.txt")).unwrap(),
+        "beta\n"
+    );
+
     // ssh -L: a local port reaches a server in the workspace.
     let target = echo_server();
     let local_port = free_port();
