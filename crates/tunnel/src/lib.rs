@@ -80,9 +80,10 @@ pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {
         .portmapper_config(PortmapperConfig::Disabled)
         .net_report_config(net_report)
         .alpns(options.alpns);
-    if discovery && !trusted.is_empty() {
-        builder = builder.ca_tls_config(CaTlsConfig::default().with_extra_roots(trusted));
-    }
+    // Relays over HTTPS are trusted as the system trusts them (its store, SSL_CERT_FILE), like
+    // the API itself; address discovery's self-signed certificates come from the relay map.
+    let trusted = if discovery { trusted } else { Vec::new() };
+    builder = builder.ca_tls_config(CaTlsConfig::system().with_extra_roots(trusted));
     if let Some(lookup) = options.lookup {
         builder = builder.address_lookup(lookup);
     }

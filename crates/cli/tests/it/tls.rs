@@ -5,14 +5,14 @@ use testkit::TestDb;
 
 use crate::coder;
 
-struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server_cert: String,
+    pub(crate) server_key: String,
     client_identity: String,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -31,8 +31,12 @@ impl Drop for Workspace {
 
 /// A server, a logged-in owner, and a running workspace `dev` whose agent is ready.
 async fn workspace(server_args: &[&str]) -> Workspace {
+    workspace_for(coder(), server_args).await
+}
+
+/// [`workspace`] for a user prepared by the caller (environment, files in its home).
+async fn workspace_for(coder: Coder, server_args: &[&str]) -> Workspace {
     let db = TestDb::new().await;
-    let coder = coder();
     let mut args = vec!["--postgres-url", db.url.as_str()];
     if !server_args.contains(&"--http-address") {
         args.extend(["--http-address", "127.0.0.1:0"]);
@@ -768,4 +772,61 @@ async fn behind_nginx_agents_connect_and_the_relay_works() {
         ])
         .success();
     assert_eq!(out.stdout, "relayed through nginx\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_with_a_private_ca_the_relay_is_trusted_like_the_api() {
+    let pki = crate::tls::pki();
+    let mut user = coder();
+    let write = |name: &str, text: &str| {
+        let path = user.home().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, key, ca) = (
+        write("cert.pem", &pki.server_cert),
+        write("key.pem", &pki.server_key),
+        write("ca.pem", &pki.ca_pem),
+    );
+    // The private CA is trusted the usual way: the CLI, the server and (through the
+    // provisioner's environment) the agent all read SSL_CERT_FILE.
+    user.env("SSL_CERT_FILE", &ca);
+    let ws = workspace_for(
+        user,
+        &[
+            "--http-address",
+            "",
+            "--tls-enable",
+            "--tls-address",
+            "127.0.0.1:0",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+        ],
+    )
+    .await;
+    let ping = ws
+        .coder
+        .run(&[
+            "--disable-direct-connections",
+            "ping",
+            "dev",
+            "-n",
+            "2",
+            "--wait",
+            "200ms",
+        ])
+        .success();
+    assert!(
+        ping.stdout
+            .contains("pong from dev proxied via DERP(Coder Embedded Relay)"),
+        "{}",
+        ping.stdout
+    );
+    let out = ws
+        .coder
+        .run(&["ssh", "dev", "--", "echo over https"])
+        .success();
+    assert_eq!(out.stdout, "over https\n");
 }
