@@ -93,8 +93,9 @@ impl Daemon {
         tracing::info!(%job_id, name = %self.name, "running a job");
         let job_cancel = daemon_cancel.child_token();
         let (logs, mut log_receiver) = mpsc::channel::<LogLine>(1024);
+        // A failure is its message and, for a failed apply, the state Terraform left.
         let outcome = async {
-            let job = to_job(acquired)?;
+            let job = to_job(acquired).map_err(|message| (message, None))?;
             run(
                 job,
                 &self.terraform,
@@ -103,7 +104,7 @@ impl Daemon {
                 job_cancel.clone(),
             )
             .await
-            .map_err(|err| err.to_string())
+            .map_err(|err| (err.to_string(), err.partial_state().map(<[u8]>::to_vec)))
         };
         let report = async {
             let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -153,10 +154,14 @@ impl Daemon {
                 error: None,
                 result: to_result(outcome),
             },
-            Err(error) => CompleteJobRequest {
+            Err((error, state)) => CompleteJobRequest {
                 worker_id,
                 error: Some(error),
-                result: JobResult::default(),
+                // What a failed apply created is still tracked by its state: keep it.
+                result: JobResult {
+                    state: state.map(|state| BASE64.encode(state)),
+                    ..JobResult::default()
+                },
             },
         };
         for attempt in 1..=3 {

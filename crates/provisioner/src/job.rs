@@ -127,6 +127,16 @@ pub enum JobError {
     /// The template's `coder_agent` output does not follow the contract.
     #[error("the template's coder_agent output is invalid: {0}")]
     InvalidAgentOutput(String),
+    /// A build's apply failed or was cancelled part way: Terraform's state still records what
+    /// it created, and it must be kept so the next build (or the delete) can manage it.
+    #[error("{error}")]
+    ApplyFailed {
+        /// Why it failed.
+        #[source]
+        error: Box<JobError>,
+        /// The state Terraform left, if any.
+        state: Option<Vec<u8>>,
+    },
     /// Terraform's JSON was not what this version understands.
     #[error("unexpected output from terraform {command}")]
     UnexpectedJson {
@@ -219,6 +229,16 @@ pub async fn run(
     Ok(outcome)
 }
 
+impl JobError {
+    /// The Terraform state a failed build left behind, to be saved like a successful one's.
+    pub fn partial_state(&self) -> Option<&[u8]> {
+        match self {
+            JobError::ApplyFailed { state, .. } => state.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 async fn note(logs: &mpsc::Sender<LogLine>, stage: &str, text: &str) {
     let _ = logs
         .send(LogLine {
@@ -307,10 +327,13 @@ async fn build(
         args.push("-destroy");
     }
     let applied = terraform.run("apply", &args, logs, cancel).await;
-    // FIXME(#3): a failed or cancelled apply still leaves state recording what exists; the
-    // job runner must save it rather than drop it with the error.
-    applied?;
     let state = tokio::fs::read(terraform.dir.join(STATE_FILE)).await.ok();
+    if let Err(error) = applied {
+        return Err(JobError::ApplyFailed {
+            error: Box::new(error),
+            state,
+        });
+    }
     let shown: State = parse(
         &terraform.capture("show", &["show", "-json"]).await?,
         "show -json (state)",

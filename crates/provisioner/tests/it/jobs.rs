@@ -201,8 +201,53 @@ async fn cancelling_stops_terraform_promptly() {
         .await
         .unwrap()
         .unwrap();
-    assert!(matches!(result, Err(JobError::Cancelled)), "{result:?}");
+    assert!(
+        matches!(&result, Err(JobError::ApplyFailed { error, .. }) if matches!(**error, JobError::Cancelled)),
+        "{result:?}"
+    );
     eprintln!("terraform stopped {:?} after the cancel", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_failed_apply_keeps_the_state_of_what_it_created() {
+    let work = tempfile::tempdir().unwrap();
+    let start = JobKind::Build {
+        transition: Transition::Start,
+    };
+    let (result, logs) = run(job(start, template("half")), work.path()).await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("terraform apply failed"), "{err}");
+    assert!(
+        logs.iter()
+            .any(|line| line.output.contains("failing on purpose")),
+        "the provisioner's output is in the log"
+    );
+    let state = err
+        .partial_state()
+        .expect("a failed apply returns its state");
+    let text = String::from_utf8_lossy(state);
+    assert!(
+        text.contains("terraform_data") && text.contains("\"made\""),
+        "{text}"
+    );
+
+    // With that state, deleting the workspace destroys what the failed build created.
+    let mut delete = job(
+        JobKind::Build {
+            transition: Transition::Delete,
+        },
+        template("half"),
+    );
+    delete.state = Some(state.to_vec());
+    let (result, logs) = run(delete, work.path()).await;
+    let outcome = result.unwrap();
+    assert!(outcome.resources.is_empty(), "{:?}", outcome.resources);
+    assert!(
+        logs.iter().any(|line| line
+            .output
+            .contains("terraform_data.made: Destruction complete")),
+        "the resource is destroyed"
+    );
 }
 
 #[test]
