@@ -438,39 +438,21 @@ impl Client {
         path: &str,
         mut on_log: impl FnMut(&ProvisionerJobLog),
     ) -> Result<ProvisionerJob, ClientError> {
-        let url = self.endpoint(&format!("{path}?follow=true"))?;
-        let transport = |source| ClientError::Transport {
-            url: url.to_string(),
-            source,
-        };
-        let mut request = self.http.get(url.clone());
-        if let Some(token) = &self.session_token {
-            request = request.header(SESSION_TOKEN_HEADER, token.expose());
-        }
-        let mut response = request.send().await.map_err(transport)?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body = response.bytes().await.map_err(transport)?;
-            let response = serde_json::from_slice::<Response>(&body).unwrap_or_default();
-            return Err(ClientError::Api { status, response });
-        }
-        let mut events = sse::Parser::default();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            for event in events.push(&chunk) {
-                match event.name.as_str() {
-                    "log" => {
-                        let lines: Vec<ProvisionerJobLog> = parse_event(&url, &event.data)?;
-                        lines.iter().for_each(&mut on_log);
-                    }
-                    "end" => return parse_event(&url, &event.data),
-                    "error" => {
-                        return Err(ClientError::Api {
-                            status: 500,
-                            response: Response::message(event.data),
-                        });
-                    }
-                    _ => {}
+        let mut events = self.events(&format!("{path}?follow=true")).await?;
+        while let Some((name, data)) = events.next_raw().await? {
+            match name.as_str() {
+                "log" => {
+                    let lines: Vec<ProvisionerJobLog> = parse_event(&events.url, &data)?;
+                    lines.iter().for_each(&mut on_log);
                 }
+                "end" => return parse_event(&events.url, &data),
+                "error" => {
+                    return Err(ClientError::Api {
+                        status: 500,
+                        response: Response::message(data),
+                    });
+                }
+                _ => {}
             }
         }
         Err(ClientError::Api {
@@ -917,9 +899,17 @@ impl EventStream {
     /// The next event's name and its decoded data; `Ok(None)` when the server ends the
     /// stream. Events of other types are skipped by the caller.
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<(String, T)>, ClientError> {
+        match self.next_raw().await? {
+            Some((name, data)) => Ok(Some((name, parse_event(&self.url, &data)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The next event's name and data, undecoded.
+    async fn next_raw(&mut self) -> Result<Option<(String, String)>, ClientError> {
         loop {
-            if let Some((name, data)) = self.pending.pop_front() {
-                return Ok(Some((name, parse_event(&self.url, &data)?)));
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
             }
             let chunk = self
                 .response

@@ -657,6 +657,35 @@ async fn an_interactive_shell_gets_a_pty_that_follows_the_window() {
     terminal.wait_for("EXIT=4").await;
 }
 
+/// Pings with direct paths turned off: every pong comes through the embedded relay.
+fn assert_relayed_pings(ws: &Workspace) {
+    let ping = ws
+        .coder
+        .run(&[
+            "--disable-direct-connections",
+            "ping",
+            "dev",
+            "-n",
+            "2",
+            "--wait",
+            "200ms",
+        ])
+        .success();
+    let pongs: Vec<&str> = ping
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("pong from dev "))
+        .collect();
+    assert_eq!(pongs.len(), 2, "{}", ping.stdout);
+    assert!(
+        pongs
+            .iter()
+            .all(|pong| pong.contains("proxied via DERP(Coder Embedded Relay)")),
+        "{}",
+        ping.stdout
+    );
+}
+
 /// nginx as a layer-7 reverse proxy in front of the server (WebSocket upgrades for the relay,
 /// unbuffered responses for the coordinator's event streams).
 struct Nginx {
@@ -743,24 +772,7 @@ async fn behind_nginx_agents_connect_and_the_relay_works() {
         .success();
     assert_eq!(out.stdout, "through nginx\n");
     // Relayed: the relay's WebSocket upgrade goes through nginx too.
-    let ping = ws
-        .coder
-        .run(&[
-            "--disable-direct-connections",
-            "ping",
-            "dev",
-            "-n",
-            "2",
-            "--wait",
-            "200ms",
-        ])
-        .success();
-    assert!(
-        ping.stdout
-            .contains("pong from dev proxied via DERP(Coder Embedded Relay)"),
-        "{}",
-        ping.stdout
-    );
+    assert_relayed_pings(&ws);
     let out = ws
         .coder
         .run(&[
@@ -806,24 +818,7 @@ async fn over_https_with_a_private_ca_the_relay_is_trusted_like_the_api() {
         ],
     )
     .await;
-    let ping = ws
-        .coder
-        .run(&[
-            "--disable-direct-connections",
-            "ping",
-            "dev",
-            "-n",
-            "2",
-            "--wait",
-            "200ms",
-        ])
-        .success();
-    assert!(
-        ping.stdout
-            .contains("pong from dev proxied via DERP(Coder Embedded Relay)"),
-        "{}",
-        ping.stdout
-    );
+    assert_relayed_pings(&ws);
     let out = ws
         .coder
         .run(&["ssh", "dev", "--", "echo over https"])
