@@ -141,6 +141,12 @@ async fn coder_ssh_runs_commands_and_passes_exit_codes() {
         "{}",
         out.stderr
     );
+    ws.coder.run(&["stop", "dev", "--yes"]).success();
+    let out = ws.coder.run(&["ssh", "dev", "--", "true"]).failure(1);
+    assert_eq!(
+        out.stderr,
+        "error: workspace \"dev\" is stopped, not running\nhint: start it with 'coder start dev'\n"
+    );
 }
 
 fn openssh(config: &Path, args: &[&str]) -> std::process::Output {
