@@ -6,6 +6,7 @@
 //! types: [`Config`], [`spawn`] → [`Handle`], [`app`] (the router, for in-process tests),
 //! [`ApiError`].
 
+mod agent_conn;
 mod api;
 mod auth;
 mod authz;

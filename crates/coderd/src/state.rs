@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use store::Store;
 
+use crate::agent_conn::AgentConnector;
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::jobs::JobEvents;
@@ -22,6 +23,8 @@ pub struct AppState {
     /// The embedded relay, when enabled; the coordinator admits endpoints to it.
     pub(crate) relay: Option<tunnel::relay::EmbeddedRelay>,
     pub(crate) coordinator: Coordinator,
+    /// The server's own tunnels to agents (workspace apps).
+    pub(crate) agent_conn: AgentConnector,
 }
 
 impl AppState {
@@ -31,8 +34,15 @@ impl AppState {
         let relay = config
             .relay_enabled
             .then(|| tunnel::relay::EmbeddedRelay::new(tunnel::relay::AllowList::default()));
+        let coordinator = Coordinator::new(relay.clone());
+        let agent_conn = AgentConnector::new(
+            coordinator.clone(),
+            config.relay_map.clone(),
+            !config.block_direct_connections,
+        );
         Ok(Self {
-            coordinator: Coordinator::new(relay.clone()),
+            coordinator,
+            agent_conn,
             relay,
             login_limiter: Arc::new(RateLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),

@@ -36,6 +36,15 @@ async fn workspace(server_args: &[&str]) -> Workspace {
 
 /// [`workspace`] for a user prepared by the caller (environment, files in its home).
 async fn workspace_for(coder: Coder, server_args: &[&str]) -> Workspace {
+    workspace_from(coder, server_args, |template| template).await
+}
+
+/// [`workspace_for`] with the local template's main.tf changed by `patch` before the push.
+async fn workspace_from(
+    coder: Coder,
+    server_args: &[&str],
+    patch: impl FnOnce(String) -> String,
+) -> Workspace {
     let db = TestDb::new().await;
     let mut args = vec!["--postgres-url", db.url.as_str()];
     if !server_args.contains(&"--http-address") {
@@ -47,6 +56,9 @@ async fn workspace_for(coder: Coder, server_args: &[&str]) -> Workspace {
     let template = coder.home().join("local");
     let template = template.to_str().unwrap();
     coder.run(&["templates", "init", template]).success();
+    let main_tf = Path::new(template).join("main.tf");
+    let text = std::fs::read_to_string(&main_tf).unwrap();
+    std::fs::write(&main_tf, patch(text)).unwrap();
     coder
         .run(&["templates", "push", "local", "-d", template, "-y"])
         .success();
@@ -516,6 +528,47 @@ async fn block_direct_connections_forces_the_relay() {
     );
 }
 
+/// Has `admin` create a user with `roles`, then logs in as it.
+async fn user_with_roles(
+    ws: &Workspace,
+    admin: &sdk::client::Client,
+    name: &str,
+    roles: &[sdk::Role],
+) -> sdk::client::Client {
+    admin
+        .create_user(&sdk::CreateUserRequest {
+            email: format!("{name}@example.com"),
+            username: name.to_owned(),
+            name: String::new(),
+            password: sdk::Secret::new(testkit::PASSWORD),
+            login_type: None,
+            organization_ids: Vec::new(),
+        })
+        .await
+        .unwrap();
+    if !roles.is_empty() {
+        admin
+            .update_user_roles(
+                name,
+                &sdk::UpdateRolesRequest {
+                    roles: roles.iter().map(|role| role.name().to_owned()).collect(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let anonymous = sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new());
+    let token = anonymous
+        .login_with_password(&sdk::LoginWithPasswordRequest {
+            email: format!("{name}@example.com"),
+            password: sdk::Secret::new(testkit::PASSWORD),
+        })
+        .await
+        .unwrap()
+        .session_token;
+    anonymous.with_session_token(token)
+}
+
 fn api(ws: &Workspace, token: &str) -> sdk::client::Client {
     sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new())
         .with_session_token(sdk::Secret::new(token))
@@ -531,56 +584,15 @@ async fn only_those_who_may_connect_learn_the_address_and_only_they_get_in() {
         .await
         .unwrap();
     let agent_id = workspace.latest_build.agents[0].id;
-    for (name, roles) in [
-        ("member", vec![]),
-        ("tadmin", vec![sdk::Role::TemplateAdmin]),
-    ] {
-        admin
-            .create_user(&sdk::CreateUserRequest {
-                email: format!("{name}@example.com"),
-                username: name.to_owned(),
-                name: String::new(),
-                password: sdk::Secret::new(testkit::PASSWORD),
-                login_type: None,
-                organization_ids: Vec::new(),
-            })
-            .await
-            .unwrap();
-        if !roles.is_empty() {
-            admin
-                .update_user_roles(
-                    name,
-                    &sdk::UpdateRolesRequest {
-                        roles: roles.iter().map(|role| role.name().to_owned()).collect(),
-                    },
-                )
-                .await
-                .unwrap();
-        }
-    }
-    let login = |email: &'static str| {
-        let anonymous = sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new());
-        async move {
-            let token = anonymous
-                .login_with_password(&sdk::LoginWithPasswordRequest {
-                    email: email.to_owned(),
-                    password: sdk::Secret::new(testkit::PASSWORD),
-                })
-                .await
-                .unwrap()
-                .session_token;
-            anonymous.with_session_token(token)
-        }
-    };
+    let member = user_with_roles(&ws, &admin, "member", &[]).await;
+    let template_admin = user_with_roles(&ws, &admin, "tadmin", &[sdk::Role::TemplateAdmin]).await;
     let some_endpoint = tunnel::SecretKey::generate().public().to_string();
     // A member cannot see the workspace at all; a template admin sees it but may not enter.
-    let member = login("member@example.com").await;
     let refused = member
         .coordinate(agent_id, &some_endpoint)
         .await
         .unwrap_err();
     assert_eq!(refused.status(), Some(404), "{refused}");
-    let template_admin = login("tadmin@example.com").await;
     let refused = template_admin
         .coordinate(agent_id, &some_endpoint)
         .await
@@ -830,4 +842,85 @@ async fn over_https_with_a_private_ca_the_relay_is_trusted_like_the_api() {
         .run(&["ssh", "dev", "--", "echo over https"])
         .success();
     assert_eq!(out.stdout, "over https\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_apps_are_proxied_through_the_servers_own_tunnel() {
+    let port = free_port();
+    let ws = workspace_from(coder(), &[], |template| {
+        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
+        assert!(template.contains(startup), "the local template changed");
+        template.replace(
+            startup,
+            &format!(
+                "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\" }}]"
+            ),
+        )
+    })
+    .await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = token.trim();
+    let base = ws._server.url.clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(base.join(path).unwrap());
+        if let Some(token) = token {
+            request = request.header("Coder-Session-Token", token);
+        }
+        request.send()
+    };
+    let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(home(&ws).join("big.bin"), &data).unwrap();
+
+    let listing = eventually(Duration::from_secs(30), "the app to answer", || async {
+        let response = get("/@admin/dev/apps/files/", Some(token)).await.ok()?;
+        (response.status() == 200).then_some(response.text().await.ok()?)
+    })
+    .await;
+    assert!(listing.contains("big.bin"), "{listing}");
+    let body = get("/@admin/dev/apps/files/big.bin", Some(token))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        body.as_ref() == data.as_slice(),
+        "8 MiB through the app proxy, byte for byte"
+    );
+
+    let redirect = get("/@admin/dev/apps/files", Some(token)).await.unwrap();
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/@admin/dev/apps/files/");
+    assert_eq!(
+        get("/@admin/dev/apps/files/", None).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        get("/@admin/dev/apps/nope/", Some(token))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        get("/@nobody/dev/apps/files/", Some(token))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // Another user learns nothing: the same 404 as for a workspace that does not exist.
+    let member = user_with_roles(&ws, &api(&ws, token), "member", &[]).await;
+    let member_token = member.session_token().unwrap().expose().to_owned();
+    assert_eq!(
+        get("/@admin/dev/apps/files/", Some(&member_token))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

@@ -2,6 +2,7 @@
 
 mod agents;
 mod api_keys;
+mod apps;
 mod buildinfo;
 mod files;
 mod organizations;
@@ -45,6 +46,7 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Routes outside the API: health and the start page.
 pub(crate) fn site_routes() -> Router<AppState> {
     Router::new()
+        .merge(apps::routes())
         .route("/healthz", get(|| async { "OK" }))
         // Tunnel endpoints measure their latency to the embedded relay here.
         .route(

@@ -1,0 +1,197 @@
+//! The server as a tunnel client: it dials workspace agents itself (direct when it can, else
+//! through a relay) for what browsers reach through it (workspace apps, later the web
+//! terminal). Browsers never get a path of their own to an agent.
+//!
+//! One endpoint per server, bound on first use; one cached connection per agent, registered
+//! with the in-process coordinator like any client, so the agent admits it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tunnel::proto::{self, StreamReply, StreamRequest};
+use tunnel::{
+    Connection, Endpoint, EndpointOptions, MemoryLookup, RecvStream, SecretKey, SendStream,
+};
+use uuid::Uuid;
+
+use crate::coordinator::{ClientSession, Coordinator};
+
+/// How long to wait for an agent's address and for the tunnel to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the server could not reach an agent.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AgentConnError {
+    #[error("the server's tunnel endpoint could not start: {0}")]
+    Bind(#[from] tunnel::BindError),
+    #[error("the workspace agent is not connected")]
+    AgentOffline,
+    #[error("the tunnel to the workspace agent did not open: {0}")]
+    Connect(String),
+    #[error("the workspace agent refused: {0}")]
+    Refused(String),
+    #[error("the tunnel to the workspace agent broke: {0}")]
+    Stream(String),
+}
+
+struct Cached {
+    connection: Connection,
+    _session: ClientSession,
+    follow: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cached {
+    fn drop(&mut self) {
+        self.follow.abort();
+    }
+}
+
+/// Shared by all handlers; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AgentConnector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    coordinator: Coordinator,
+    relay_map: sdk::DerpMap,
+    direct: bool,
+    secret_key: SecretKey,
+    endpoint: tokio::sync::OnceCell<(Endpoint, MemoryLookup)>,
+    connections: Mutex<HashMap<Uuid, Arc<Cached>>>,
+}
+
+impl AgentConnector {
+    pub(crate) fn new(coordinator: Coordinator, relay_map: sdk::DerpMap, direct: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                coordinator,
+                relay_map,
+                direct,
+                secret_key: SecretKey::generate(),
+                endpoint: tokio::sync::OnceCell::new(),
+                connections: Mutex::default(),
+            }),
+        }
+    }
+
+    async fn endpoint(&self) -> Result<&(Endpoint, MemoryLookup), AgentConnError> {
+        self.inner
+            .endpoint
+            .get_or_try_init(|| async {
+                let lookup = MemoryLookup::new();
+                let endpoint = tunnel::bind(EndpointOptions {
+                    secret_key: self.inner.secret_key.clone(),
+                    relays: tunnel::relay_map::relays(&self.inner.relay_map),
+                    alpns: Vec::new(),
+                    direct: self.inner.direct,
+                    bind: None,
+                    lookup: Some(lookup.clone()),
+                })
+                .await?;
+                Ok((endpoint, lookup))
+            })
+            .await
+    }
+
+    /// Opens a stream to one of the agent's services, over the cached tunnel (re-dialled
+    /// once if it broke).
+    pub(crate) async fn open(
+        &self,
+        agent_id: Uuid,
+        request: &StreamRequest,
+    ) -> Result<(SendStream, RecvStream), AgentConnError> {
+        for attempt in 0..2 {
+            let cached = self.connection(agent_id).await?;
+            match open_stream(&cached.connection, request).await {
+                Ok(streams) => return Ok(streams),
+                Err(AgentConnError::Stream(reason)) if attempt == 0 => {
+                    tracing::debug!(%agent_id, %reason, "the cached tunnel broke; dialling again");
+                    self.inner.connections.lock().await.remove(&agent_id);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(AgentConnError::Stream("the tunnel broke twice".into()))
+    }
+
+    async fn connection(&self, agent_id: Uuid) -> Result<Arc<Cached>, AgentConnError> {
+        let mut connections = self.inner.connections.lock().await;
+        if let Some(cached) = connections.get(&agent_id)
+            && cached.connection.close_reason().is_none()
+        {
+            return Ok(cached.clone());
+        }
+        let (endpoint, lookup) = self.endpoint().await?;
+        let session = self
+            .inner
+            .coordinator
+            .client_session(agent_id, self.inner.secret_key.public());
+        let mut addresses = session.address.clone();
+        let address = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                let current = addresses.borrow_and_update().clone();
+                if let Some(address) = current.filter(|address| address.relay_url.is_some()) {
+                    return Some(address);
+                }
+                if addresses.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or(AgentConnError::AgentOffline)?;
+        let address = tunnel::address::from_wire(&address)
+            .map_err(|err| AgentConnError::Connect(err.to_string()))?;
+        lookup.set_endpoint_info(address.clone());
+        // Address changes (a new relay, new public ports) reach the live tunnel.
+        let follow = tokio::spawn({
+            let lookup = lookup.clone();
+            let mut addresses = addresses.clone();
+            async move {
+                while addresses.changed().await.is_ok() {
+                    let current = addresses.borrow_and_update().clone();
+                    if let Some(Ok(address)) = current.map(|a| tunnel::address::from_wire(&a)) {
+                        lookup.set_endpoint_info(address);
+                    }
+                }
+            }
+        });
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            endpoint.connect(address, proto::AGENT_ALPN),
+        )
+        .await
+        .map_err(|_| AgentConnError::Connect("timed out".into()))?
+        .map_err(|err| AgentConnError::Connect(err.to_string()))?;
+        let cached = Arc::new(Cached {
+            connection,
+            _session: session,
+            follow,
+        });
+        connections.insert(agent_id, cached.clone());
+        Ok(cached)
+    }
+}
+
+async fn open_stream(
+    connection: &Connection,
+    request: &StreamRequest,
+) -> Result<(SendStream, RecvStream), AgentConnError> {
+    let broke = |err: &dyn std::fmt::Display| AgentConnError::Stream(err.to_string());
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|err| broke(&err))?;
+    proto::write_header(&mut send, request)
+        .await
+        .map_err(|err| broke(&err))?;
+    let reply: StreamReply = proto::read_header(&mut recv)
+        .await
+        .map_err(|err| broke(&err))?;
+    match reply.error {
+        Some(error) => Err(AgentConnError::Refused(error)),
+        None => Ok((send, recv)),
+    }
+}

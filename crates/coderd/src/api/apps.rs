@@ -1,0 +1,258 @@
+//! Workspace apps on paths: `/@USER/WORKSPACE[.AGENT]/apps/SLUG/...` is proxied to the app's
+//! port inside the workspace, over the server's own tunnel to the agent (`agent_conn`).
+//!
+//! Only the workspace's owner (and deployment owners) may open an app so far; anyone else gets
+//! the same 404 as for a workspace that does not exist. The session token never reaches the
+//! app: its cookie and header are removed from the forwarded request.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::any;
+use hyper_util::rt::TokioIo;
+use tunnel::proto::StreamRequest;
+
+use crate::agent_conn::AgentConnError;
+use crate::auth::CurrentUser;
+use crate::authz::{Action, Resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{user}/{workspace}/apps/{slug}", any(add_slash))
+        .route("/{user}/{workspace}/apps/{slug}/", any(proxy_root))
+        .route("/{user}/{workspace}/apps/{slug}/{*path}", any(proxy_path))
+}
+
+/// Relative links in an app only resolve under a trailing slash.
+async fn add_slash(Path((user, workspace, slug)): Path<(String, String, String)>) -> Response {
+    if !user.starts_with('@') {
+        return ApiError::not_found().into_response();
+    }
+    Redirect::permanent(&format!("/{user}/{workspace}/apps/{slug}/")).into_response()
+}
+
+async fn proxy_root(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path((user, workspace, slug)): Path<(String, String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    proxy(
+        state,
+        current,
+        user,
+        workspace,
+        slug,
+        String::new(),
+        request,
+    )
+    .await
+}
+
+async fn proxy_path(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path((user, workspace, slug, path)): Path<(String, String, String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    proxy(state, current, user, workspace, slug, path, request).await
+}
+
+/// The app's upstream inside the workspace.
+struct Upstream {
+    agent_id: uuid::Uuid,
+    port: u16,
+    /// The app URL's path, without its trailing slash.
+    base_path: String,
+}
+
+async fn resolve(
+    state: &AppState,
+    current: &CurrentUser,
+    user: &str,
+    workspace: &str,
+    slug: &str,
+) -> Result<Upstream, ApiError> {
+    let username = user.strip_prefix('@').ok_or_else(ApiError::not_found)?;
+    let (workspace_name, agent_name) = match workspace.split_once('.') {
+        Some((workspace, agent)) => (workspace, Some(agent)),
+        None => (workspace, None),
+    };
+    let owner = state
+        .store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let workspace = state
+        .store
+        .workspace_by_owner_and_name(owner.id, workspace_name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let resource = Resource::Workspace {
+        owner: workspace.owner_id,
+        organization: workspace.organization_id,
+    };
+    // Someone who may not use the app learns nothing, not even that the workspace exists.
+    if !current.subject.can(Action::Connect, resource) {
+        return Err(ApiError::not_found());
+    }
+    let build = state
+        .store
+        .latest_workspace_build(workspace.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let agent = state
+        .store
+        .workspace_agent_by_build(build.id)
+        .await?
+        .filter(|agent| agent_name.is_none_or(|name| name == agent.name))
+        .ok_or_else(|| {
+            ApiError::not_found().detail("The workspace has no such agent; is it running?")
+        })?;
+    let settings: sdk::AgentSettings =
+        serde_json::from_value(agent.settings.clone()).unwrap_or_default();
+    let app = settings
+        .apps
+        .into_iter()
+        .find(|app| app.slug == slug)
+        .ok_or_else(|| {
+            ApiError::not_found().detail(format!("The workspace has no app {slug:?}."))
+        })?;
+    let url = url::Url::parse(&app.url).map_err(|_| {
+        ApiError::bad_gateway(format!(
+            "The app {slug:?} has no usable URL ({:?}).",
+            app.url
+        ))
+    })?;
+    if url.scheme() != "http" {
+        return Err(ApiError::bad_gateway(format!(
+            "The app {slug:?} is served over {}; only http upstreams are proxied so far.",
+            url.scheme()
+        )));
+    }
+    Ok(Upstream {
+        agent_id: agent.id,
+        port: url.port_or_known_default().unwrap_or(80),
+        base_path: url.path().trim_end_matches('/').to_owned(),
+    })
+}
+
+async fn proxy(
+    state: AppState,
+    current: CurrentUser,
+    user: String,
+    workspace: String,
+    slug: String,
+    path: String,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let upstream = resolve(&state, &current, &user, &workspace, &slug).await?;
+    let (send, recv) = state
+        .agent_conn
+        .open(
+            upstream.agent_id,
+            &StreamRequest::Tcp {
+                port: upstream.port,
+            },
+        )
+        .await
+        .map_err(|err| match err {
+            AgentConnError::Refused(reason) => ApiError::bad_gateway(format!(
+                "The app {slug:?} is not answering on port {}: {reason}",
+                upstream.port
+            )),
+            other => ApiError::bad_gateway(other.to_string()),
+        })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tokio::io::join(recv, send)))
+            .await
+            .map_err(|err| ApiError::bad_gateway(format!("talking HTTP to the app: {err}")))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "an app connection ended with an error");
+        }
+    });
+
+    let (mut parts, body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
+    let target = format!("{}/{path}{query}", upstream.base_path);
+    parts.uri = target
+        .parse()
+        .map_err(|_| ApiError::bad_request("The app path is not a valid URI."))?;
+    forwarded_headers(&mut parts.headers, &state);
+    let upstream_request = Request::from_parts(parts, body);
+    let response = sender
+        .send_request(upstream_request)
+        .await
+        .map_err(|err| ApiError::bad_gateway(format!("the app's response failed: {err}")))?;
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+/// The request as the app sees it: no session token, and where it came from.
+fn forwarded_headers(headers: &mut HeaderMap, state: &AppState) {
+    strip_hop_by_hop(headers);
+    headers.remove(sdk::SESSION_TOKEN_HEADER);
+    let cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|cookie| {
+            !cookie.is_empty() && cookie.split('=').next() != Some(sdk::SESSION_TOKEN_COOKIE)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !cookies.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&cookies.join("; "))
+    {
+        headers.insert(header::COOKIE, value);
+    }
+    let access = &state.config.access_url;
+    if let Some(host) = access.host_str() {
+        let host = match access.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            headers.insert("x-forwarded-host", value);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(access.scheme()) {
+        headers.insert("x-forwarded-proto", value);
+    }
+}
+
+impl ApiError {
+    /// 502: the workspace side failed.
+    pub(crate) fn bad_gateway(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_GATEWAY, message)
+    }
+}
