@@ -19,6 +19,7 @@ use tunnel::{
 
 use crate::process::Environment;
 use crate::ssh::SshServer;
+use crate::terminal::Terminals;
 
 /// How long a connecting client may wait for the coordinator's word that it is allowed (its
 /// registration and its first packet race).
@@ -128,8 +129,10 @@ pub(crate) async fn serve(
     };
     tracing::info!(endpoint_id = %endpoint.id(), "tunnel endpoint ready");
     let (authorized, allowed) = watch::channel(HashSet::new());
+    let environment = Environment::new(&manifest);
     let services = Arc::new(Services {
-        ssh: SshServer::new(Environment::new(&manifest)),
+        terminals: Terminals::new(Arc::new(environment.clone())),
+        ssh: SshServer::new(environment),
     });
     tokio::select! {
         () = stop.cancelled() => {}
@@ -247,6 +250,7 @@ async fn is_authorized(
 
 struct Services {
     ssh: SshServer,
+    terminals: Terminals,
 }
 
 async fn serve_connection(connection: Connection, services: Arc<Services>) {
@@ -292,6 +296,21 @@ async fn serve_stream(
             proto::write_header(&mut send, &StreamReply::default()).await?;
             let duration = Duration::from_millis(duration_ms.min(300_000));
             speedtest(direction, duration, send, recv).await?;
+        }
+        StreamRequest::Terminal {
+            id,
+            command,
+            rows,
+            cols,
+        } => {
+            let Ok(id) = id.parse::<uuid::Uuid>() else {
+                return refuse(&mut send, format!("terminal id {id:?} is not a UUID")).await;
+            };
+            proto::write_header(&mut send, &StreamReply::default()).await?;
+            services
+                .terminals
+                .attach(id, &command, rows, cols, send, recv)
+                .await?;
         }
         StreamRequest::Echo => {
             proto::write_header(&mut send, &StreamReply::default()).await?;

@@ -13,6 +13,7 @@ mod process;
 mod scripts;
 mod sftp;
 mod ssh;
+mod terminal;
 
 use std::time::Duration;
 

@@ -39,7 +39,25 @@ pub enum StreamRequest {
     },
     /// Echoes every byte back (latency probes).
     Echo,
+    /// A reconnecting terminal session (the web terminal): attach to session `id`, starting
+    /// it with `command` (a login shell when empty) at this size when it does not exist.
+    Terminal {
+        /// The session's id, chosen by the client (a UUID).
+        id: String,
+        /// What to run.
+        #[serde(default)]
+        command: String,
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
 }
+
+/// A client frame on a terminal stream: input bytes.
+pub const TERMINAL_INPUT: u8 = 0;
+/// A client frame on a terminal stream: a new size (rows, then columns, 2 bytes each).
+pub const TERMINAL_RESIZE: u8 = 1;
 
 /// The direction of a speed test, from the client's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -924,3 +924,87 @@ async fn path_apps_are_proxied_through_the_servers_own_tunnel() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_terminal_survives_a_dropped_socket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let ws = workspace(&[]).await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let admin = api(&ws, token.trim());
+    let workspace = admin
+        .workspace_by_owner_and_name("me", "dev")
+        .await
+        .unwrap();
+    let agent_id = workspace.latest_build.agents[0].id;
+    let session = uuid::Uuid::new_v4();
+    let mut url = ws._server.url.clone();
+    url.set_scheme("ws").unwrap();
+    let url = url
+        .join(&format!(
+            "/api/v2/workspaceagents/{agent_id}/pty?reconnect={session}&width=100&height=30"
+        ))
+        .unwrap();
+    let connect = || {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Coder-Session-Token", token.trim().parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    /// Reads the socket until the output so far contains `text`.
+    async fn read_until<S>(socket: &mut S, text: &str) -> String
+    where
+        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        let mut seen = String::new();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !seen.contains(text) {
+                match socket.next().await {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        seen.push_str(&String::from_utf8_lossy(&bytes))
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("the terminal closed: {other:?}\n{seen}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {text:?} in the terminal:\n{seen}"));
+        seen
+    }
+    let (mut socket, _) = connect().await.unwrap();
+    let typed = serde_json::json!({"data": "echo hello-$((6*7)); stty size\r"}).to_string();
+    socket.send(Message::Text(typed.into())).await.unwrap();
+    let seen = read_until(&mut socket, "hello-42").await;
+    let seen = if seen.contains("30 100") {
+        seen
+    } else {
+        read_until(&mut socket, "30 100").await
+    };
+    assert!(seen.contains("30 100"), "{seen}");
+    drop(socket);
+
+    // The same id reconnects to the same shell: the recent output comes back, and it still runs.
+    let (mut socket, _) = connect().await.unwrap();
+    read_until(&mut socket, "hello-42").await;
+    let resize = serde_json::json!({"height": 40, "width": 120}).to_string();
+    socket.send(Message::Text(resize.into())).await.unwrap();
+    let typed = serde_json::json!({"data": "stty size; echo again-$((6*7))\r"}).to_string();
+    socket.send(Message::Text(typed.into())).await.unwrap();
+    let seen = read_until(&mut socket, "again-42").await;
+    assert!(seen.contains("40 120"), "{seen}");
+
+    // Someone who may not connect to the workspace gets no terminal.
+    let member = user_with_roles(&ws, &admin, "member", &[]).await;
+    let member_token = member.session_token().unwrap().expose().to_owned();
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Coder-Session-Token", member_token.parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
+    assert!(refused.to_string().contains("404"), "{refused}");
+}

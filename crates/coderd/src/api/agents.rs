@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/workspaceagents/me/tunnel-address", post(publish_address))
         .route("/workspaceagents/connection", get(connection_info))
         .route("/workspaceagents/{id}/coordinate", get(client_coordinate))
+        .route("/workspaceagents/{id}/pty", get(super::terminal::pty))
         .route("/workspaceagents/{id}", get(show_agent))
         .route("/workspaceagents/{id}/logs", get(agent_logs))
 }
@@ -239,7 +240,7 @@ async fn append_logs(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn agent_and_workspace(
+pub(crate) async fn agent_and_workspace(
     state: &AppState,
     id: Uuid,
 ) -> Result<(WorkspaceAgentRow, WorkspaceRow), ApiError> {

@@ -8,6 +8,7 @@ mod files;
 mod organizations;
 mod provisionerdaemons;
 mod templates;
+mod terminal;
 mod users;
 mod workspaces;
 

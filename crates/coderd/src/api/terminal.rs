@@ -1,0 +1,137 @@
+//! The web terminal: `GET /api/v2/workspaceagents/{id}/pty?reconnect=UUID&width=W&height=H
+//! &command=...` upgrades to a WebSocket bridged to a reconnecting terminal session in the
+//! agent, over the server's own tunnel. The browser sends JSON text or binary messages
+//! (`{"data": "..."}` to type, `{"height": H, "width": W}` to resize); the server sends the
+//! terminal's output as binary messages.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tunnel::proto::{StreamRequest, TERMINAL_INPUT, TERMINAL_RESIZE};
+use uuid::Uuid;
+
+use crate::api::agents::agent_and_workspace;
+use crate::auth::CurrentUser;
+use crate::authz::{Action, Resource};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub(crate) struct PtyQuery {
+    reconnect: Uuid,
+    #[serde(default = "default_width")]
+    width: u16,
+    #[serde(default = "default_height")]
+    height: u16,
+    #[serde(default)]
+    command: String,
+}
+
+fn default_width() -> u16 {
+    80
+}
+
+fn default_height() -> u16 {
+    24
+}
+
+/// One browser message.
+#[derive(Deserialize)]
+struct Input {
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    height: Option<u16>,
+    #[serde(default)]
+    width: Option<u16>,
+}
+
+pub(crate) async fn pty(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+    Query(query): Query<PtyQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (agent, workspace) = agent_and_workspace(&state, id).await?;
+    let resource = Resource::Workspace {
+        owner: workspace.owner_id,
+        organization: workspace.organization_id,
+    };
+    current.subject.authorize(Action::Read, resource)?;
+    current.subject.authorize(Action::Connect, resource)?;
+    // Open the agent side first, so a failure is an HTTP error rather than a closed socket.
+    let (send, recv) = state
+        .agent_conn
+        .open(
+            agent.id,
+            &StreamRequest::Terminal {
+                id: query.reconnect.to_string(),
+                command: query.command.clone(),
+                rows: query.height.max(1),
+                cols: query.width.max(1),
+            },
+        )
+        .await
+        .map_err(|err| ApiError::bad_gateway(err.to_string()))?;
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, send, recv)))
+}
+
+async fn bridge(mut socket: WebSocket, mut send: tunnel::SendStream, mut recv: tunnel::RecvStream) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            read = recv.read(&mut buffer) => match read {
+                Ok(Some(n)) if n > 0 => {
+                    let chunk = axum::body::Bytes::copy_from_slice(&buffer[..n]);
+                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            message = socket.recv() => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text.as_str().as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                };
+                let Ok(input) = serde_json::from_slice::<Input>(&text) else {
+                    let _ = socket
+                        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                            code: 1003,
+                            reason: "expected {\"data\": ...} or {\"height\": ..., \"width\": ...}".into(),
+                        })))
+                        .await;
+                    break;
+                };
+                if forward(&mut send, input).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // The terminal session lives on in the agent for a reconnect.
+    let _ = send.finish();
+}
+
+async fn forward(send: &mut tunnel::SendStream, input: Input) -> std::io::Result<()> {
+    if let Some(data) = input.data {
+        send.write_u8(TERMINAL_INPUT).await?;
+        send.write_u32(data.len() as u32).await?;
+        send.write_all(data.as_bytes()).await?;
+    }
+    if let (Some(height), Some(width)) = (input.height, input.width) {
+        send.write_u8(TERMINAL_RESIZE).await?;
+        send.write_u32(4).await?;
+        send.write_all(&height.to_be_bytes()).await?;
+        send.write_all(&width.to_be_bytes()).await?;
+    }
+    Ok(())
+}
