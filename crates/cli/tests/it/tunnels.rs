@@ -1008,3 +1008,73 @@ async fn the_web_terminal_survives_a_dropped_socket() {
     let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
     assert!(refused.to_string().contains("404"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_pass_websockets_and_say_when_the_app_is_down() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    // The app: a WebSocket echo server on loopback, which the agent reaches like any app.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() || message.is_binary() {
+                        let _ = socket.send(message).await;
+                    }
+                }
+            });
+        }
+    });
+    let dead_port = free_port();
+    let ws = workspace_from(coder(), &[], |template| {
+        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
+        assert!(template.contains(startup), "the local template changed");
+        template.replace(
+            startup,
+            &format!(
+                "{startup}\n    apps = [\n      {{ slug = \"echo\", url = \"http://localhost:{echo_port}\" }},\n      {{ slug = \"down\", url = \"http://localhost:{dead_port}\" }},\n    ]"
+            ),
+        )
+    })
+    .await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let mut url = ws._server.url.clone();
+    url.set_scheme("ws").unwrap();
+    let url = url.join("/@admin/dev/apps/echo/socket").unwrap();
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Coder-Session-Token", token.trim().parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    for text in ["hello", "through the app proxy"] {
+        socket.send(Message::Text(text.into())).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+
+    // An app that is not listening: a 502 that says so.
+    let response = reqwest::Client::new()
+        .get(ws._server.url.join("/@admin/dev/apps/down/").unwrap())
+        .header("Coder-Session-Token", token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains(&format!("is not answering on port {dead_port}")),
+        "{body}"
+    );
+}

@@ -172,11 +172,20 @@ async fn proxy(
             .await
             .map_err(|err| ApiError::bad_gateway(format!("talking HTTP to the app: {err}")))?;
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
+        if let Err(err) = connection.with_upgrades().await {
             tracing::debug!(error = %err, "an app connection ended with an error");
         }
     });
 
+    let mut request = request;
+    // A WebSocket (or other) upgrade passes through: both sides switch protocols and the
+    // bytes are copied until either closes.
+    let upgrade = upgrade_protocol(request.headers());
+    let client_upgrade = upgrade.as_ref().and_then(|_| {
+        request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+    });
     let (mut parts, body) = request.into_parts();
     let query = parts
         .uri
@@ -188,14 +197,51 @@ async fn proxy(
         .parse()
         .map_err(|_| ApiError::bad_request("The app path is not a valid URI."))?;
     forwarded_headers(&mut parts.headers, &state);
+    if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
     let upstream_request = Request::from_parts(parts, body);
-    let response = sender
+    let mut response = sender
         .send_request(upstream_request)
         .await
         .map_err(|err| ApiError::bad_gateway(format!("the app's response failed: {err}")))?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let _ = tunnel::pipe::splice(
+                        &mut TokioIo::new(client),
+                        &mut TokioIo::new(upstream),
+                    )
+                    .await;
+                }
+                Err(err) => tracing::debug!(error = %err, "an app upgrade failed"),
+            }
+        });
+        let (parts, body) = response.into_parts();
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade: ...`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
