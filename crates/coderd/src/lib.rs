@@ -291,6 +291,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2", api::routes())
         .merge(api::site_routes())
+        .layer(from_fn_with_state(state.clone(), api::subdomain_apps))
         .layer(from_fn_with_state(metrics, metrics::track))
         .layer(
             ServiceBuilder::new()

@@ -845,9 +845,9 @@ async fn over_https_with_a_private_ca_the_relay_is_trusted_like_the_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn path_apps_are_proxied_through_the_servers_own_tunnel() {
+async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
     let port = free_port();
-    let ws = workspace_from(coder(), &[], |template| {
+    let ws = workspace_from(coder(), &["--wildcard-access-url", "*.apps.test"], |template| {
         let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
         assert!(template.contains(startup), "the local template changed");
         template.replace(
@@ -913,6 +913,39 @@ async fn path_apps_are_proxied_through_the_servers_own_tunnel() {
             .status(),
         404
     );
+    // The same app on its own subdomain, and the same server as a port URL.
+    let on_host = |host: String| {
+        http.get(base.join("/big.bin").unwrap())
+            .header("host", host)
+            .header("Coder-Session-Token", token)
+            .send()
+    };
+    for host in [
+        "files--main--dev--admin.apps.test".to_owned(),
+        format!("{port}--main--dev--admin.apps.test"),
+    ] {
+        let response = on_host(host.clone()).await.unwrap();
+        assert_eq!(response.status(), 200, "{host}");
+        assert!(
+            response.bytes().await.unwrap().as_ref() == data.as_slice(),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        on_host("files--main--dev--nobody.apps.test".to_owned())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        on_host("not-an-app.apps.test".to_owned())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
     // Another user learns nothing: the same 404 as for a workspace that does not exist.
     let member = user_with_roles(&ws, &api(&ws, token), "member", &[]).await;
     let member_token = member.session_token().unwrap().expose().to_owned();

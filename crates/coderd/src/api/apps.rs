@@ -1,5 +1,7 @@
-//! Workspace apps on paths: `/@USER/WORKSPACE[.AGENT]/apps/SLUG/...` is proxied to the app's
-//! port inside the workspace, over the server's own tunnel to the agent (`agent_conn`).
+//! Workspace apps: on paths (`/@USER/WORKSPACE[.AGENT]/apps/SLUG/...`), on subdomains of the
+//! wildcard access URL (`SLUG--AGENT--WORKSPACE--USER.<wildcard>`), and port URLs
+//! (`PORT--AGENT--WORKSPACE--USER.<wildcard>`), proxied to the app's port inside the workspace
+//! over the server's own tunnel to the agent (`agent_conn`).
 //!
 //! Only the workspace's owner (and deployment owners) may open an app so far; anyone else gets
 //! the same 404 as for a workspace that does not exist. The session token never reaches the
@@ -7,7 +9,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
@@ -41,7 +43,7 @@ async fn proxy_root(
     Path((user, workspace, slug)): Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy(
+    proxy_path_app(
         state,
         current,
         user,
@@ -59,7 +61,7 @@ async fn proxy_path(
     Path((user, workspace, slug, path)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy(state, current, user, workspace, slug, path, request).await
+    proxy_path_app(state, current, user, workspace, slug, path, request).await
 }
 
 /// The app's upstream inside the workspace.
@@ -70,18 +72,22 @@ struct Upstream {
     base_path: String,
 }
 
+/// What a request asks for inside the workspace.
+enum Target {
+    /// A template-declared app, by slug.
+    App(String),
+    /// Any port on the workspace's loopback (port URLs).
+    Port(u16),
+}
+
 async fn resolve(
     state: &AppState,
     current: &CurrentUser,
-    user: &str,
-    workspace: &str,
-    slug: &str,
+    username: &str,
+    workspace_name: &str,
+    agent_name: Option<&str>,
+    target: &Target,
 ) -> Result<Upstream, ApiError> {
-    let username = user.strip_prefix('@').ok_or_else(ApiError::not_found)?;
-    let (workspace_name, agent_name) = match workspace.split_once('.') {
-        Some((workspace, agent)) => (workspace, Some(agent)),
-        None => (workspace, None),
-    };
     let owner = state
         .store
         .user_by_username(username)
@@ -113,12 +119,22 @@ async fn resolve(
         .ok_or_else(|| {
             ApiError::not_found().detail("The workspace has no such agent; is it running?")
         })?;
+    let slug = match target {
+        Target::Port(port) => {
+            return Ok(Upstream {
+                agent_id: agent.id,
+                port: *port,
+                base_path: String::new(),
+            });
+        }
+        Target::App(slug) => slug,
+    };
     let settings: sdk::AgentSettings =
         serde_json::from_value(agent.settings.clone()).unwrap_or_default();
     let app = settings
         .apps
         .into_iter()
-        .find(|app| app.slug == slug)
+        .find(|app| &app.slug == slug)
         .ok_or_else(|| {
             ApiError::not_found().detail(format!("The workspace has no app {slug:?}."))
         })?;
@@ -141,7 +157,15 @@ async fn resolve(
     })
 }
 
-async fn proxy(
+/// `WORKSPACE[.AGENT]`.
+fn split_agent(workspace: &str) -> (&str, Option<&str>) {
+    match workspace.split_once('.') {
+        Some((workspace, agent)) => (workspace, Some(agent)),
+        None => (workspace, None),
+    }
+}
+
+async fn proxy_path_app(
     state: AppState,
     current: CurrentUser,
     user: String,
@@ -150,7 +174,27 @@ async fn proxy(
     path: String,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let upstream = resolve(&state, &current, &user, &workspace, &slug).await?;
+    let username = user.strip_prefix('@').ok_or_else(ApiError::not_found)?;
+    let (workspace, agent) = split_agent(&workspace);
+    let upstream = resolve(
+        &state,
+        &current,
+        username,
+        workspace,
+        agent,
+        &Target::App(slug),
+    )
+    .await?;
+    proxy(state, upstream, &format!("/{path}"), request).await
+}
+
+/// Forwards `request` to `upstream`, at `path` below the app's own base path.
+async fn proxy(
+    state: AppState,
+    upstream: Upstream,
+    path: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (send, recv) = state
         .agent_conn
         .open(
@@ -162,7 +206,7 @@ async fn proxy(
         .await
         .map_err(|err| match err {
             AgentConnError::Refused(reason) => ApiError::bad_gateway(format!(
-                "The app {slug:?} is not answering on port {}: {reason}",
+                "The app is not answering on port {}: {reason}",
                 upstream.port
             )),
             other => ApiError::bad_gateway(other.to_string()),
@@ -192,7 +236,7 @@ async fn proxy(
         .query()
         .map(|query| format!("?{query}"))
         .unwrap_or_default();
-    let target = format!("{}/{path}{query}", upstream.base_path);
+    let target = format!("{}{path}{query}", upstream.base_path);
     parts.uri = target
         .parse()
         .map_err(|_| ApiError::bad_request("The app path is not a valid URI."))?;
@@ -242,6 +286,89 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
+}
+
+/// Subdomain apps and port URLs: with `--wildcard-access-url *.apps.example.com`, the host
+/// `SLUG--AGENT--WORKSPACE--USER.apps.example.com` is that app, and
+/// `PORT--AGENT--WORKSPACE--USER.apps.example.com` that port; every path on it goes to the app.
+/// Other hosts fall through to the API and the site.
+pub(crate) async fn subdomains(
+    State(state): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(label) = subdomain_label(&state, &request) else {
+        return next.run(request).await;
+    };
+    let Some((target, agent, workspace, user)) = parse_label(&label) else {
+        return ApiError::not_found()
+            .detail("Subdomain apps are named SLUG--AGENT--WORKSPACE--USER or PORT--AGENT--WORKSPACE--USER.")
+            .into_response();
+    };
+    let (mut parts, body) = request.into_parts();
+    let current = match CurrentUser::from_request_parts(&mut parts, &state).await {
+        Ok(current) => current,
+        Err(err) => return err.into_response(),
+    };
+    let request = Request::from_parts(parts, body);
+    let path = request.uri().path().to_owned();
+    let result = async {
+        let upstream = resolve(&state, &current, &user, &workspace, Some(&agent), &target).await?;
+        proxy(state.clone(), upstream, &path, request).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The wildcard's `*` part of the request's host, when it matches the wildcard.
+fn subdomain_label(state: &AppState, request: &Request) -> Option<String> {
+    let wildcard = state.config.wildcard_access_url.as_deref()?;
+    let pattern = wildcard
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let suffix = pattern.strip_prefix('*')?;
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .or_else(|| request.uri().host())?;
+    let host = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    let suffix = suffix.rsplit_once(':').map_or(suffix, |(name, _)| name);
+    let label = host
+        .to_ascii_lowercase()
+        .strip_suffix(&suffix.to_ascii_lowercase())?
+        .to_owned();
+    (!label.is_empty() && !label.contains('.')).then_some(label)
+}
+
+/// `SLUG--AGENT--WORKSPACE--USER` or `PORT[s]--AGENT--WORKSPACE--USER`.
+fn parse_label(label: &str) -> Option<(Target, String, String, String)> {
+    let parts: Vec<&str> = label.split("--").collect();
+    let [first, agent, workspace, user] = parts.as_slice() else {
+        return None;
+    };
+    if [first, agent, workspace, user]
+        .iter()
+        .any(|part| part.is_empty())
+    {
+        return None;
+    }
+    let target = match first.parse::<u16>() {
+        Ok(port) if port > 0 => Target::Port(port),
+        _ => Target::App((*first).to_owned()),
+    };
+    Some((
+        target,
+        (*agent).to_owned(),
+        (*workspace).to_owned(),
+        (*user).to_owned(),
+    ))
 }
 
 /// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
@@ -300,5 +427,38 @@ impl ApiError {
     /// 502: the workspace side failed.
     pub(crate) fn bad_gateway(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_GATEWAY, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        let Some((Target::App(slug), agent, workspace, user)) =
+            parse_label("code--main--dev--alice")
+        else {
+            panic!("an app label parses");
+        };
+        assert_eq!(
+            (
+                slug.as_str(),
+                agent.as_str(),
+                workspace.as_str(),
+                user.as_str()
+            ),
+            ("code", "main", "dev", "alice")
+        );
+        assert!(matches!(
+            parse_label("8080--main--dev--alice"),
+            Some((Target::Port(8080), ..))
+        ));
+        assert!(parse_label("code--dev--alice").is_none());
+        assert!(parse_label("code----dev--alice").is_none());
+        assert!(matches!(
+            parse_label("0--main--dev--alice"),
+            Some((Target::App(_), ..))
+        ));
     }
 }

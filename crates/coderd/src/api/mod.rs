@@ -3,6 +3,7 @@
 mod agents;
 mod api_keys;
 mod apps;
+pub(crate) use apps::subdomains as subdomain_apps;
 mod buildinfo;
 mod files;
 mod organizations;
