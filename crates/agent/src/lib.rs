@@ -8,6 +8,7 @@
 //! tests and latency probes, to the client endpoints the coordinator authorizes. Main types:
 //! [`Config`], [`run`].
 
+mod apps;
 mod connections;
 mod process;
 mod scripts;
@@ -47,6 +48,11 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
         "agent connected"
     );
     let tunnel_stop = CancellationToken::new();
+    let health_task = tokio::spawn(apps::watch(
+        client.clone(),
+        manifest.apps.clone(),
+        tunnel_stop.clone(),
+    ));
     let tracker = connections::Tracker::new(manifest.derp_map.clone());
     let tunnel_task = tokio::spawn(connections::serve(
         client.clone(),
@@ -102,6 +108,7 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
     tunnel_stop.cancel();
     let _ = heartbeat_task.await;
     let _ = tunnel_task.await;
+    let _ = health_task.await;
     tracing::info!("agent stopped");
 }
 

@@ -55,6 +55,17 @@ pub struct AgentApp {
     /// How the agent checks the app is up.
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// Its health as the agent last reported it (`disabled` without a healthcheck,
+    /// `initializing`, `healthy`, `unhealthy`); filled in by the server, empty in templates.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health: String,
+}
+
+/// `POST /api/v2/workspaceagents/me/app-health`: each app's health, by slug.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppHealthRequest {
+    /// Slug → `disabled`, `initializing`, `healthy` or `unhealthy`.
+    pub healths: BTreeMap<String, String>,
 }
 
 fn default_share() -> String {

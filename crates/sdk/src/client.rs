@@ -712,6 +712,20 @@ impl Client {
         })
     }
 
+    /// `POST /api/v2/workspaceagents/me/app-health`.
+    pub async fn agent_report_app_health(
+        &self,
+        request: &crate::AppHealthRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            "/api/v2/workspaceagents/me/app-health",
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+
     /// `POST /api/v2/workspaceagents/me/heartbeat`.
     pub async fn agent_heartbeat(
         &self,

@@ -24,6 +24,7 @@ pub struct WorkspaceAgentRow {
     pub connection_count: i32,
     pub last_connection_path: String,
     pub last_connection_at: Option<DateTime<Utc>>,
+    pub app_health: JsonValue,
 }
 
 /// A row of `workspace_agent_logs`.
@@ -141,6 +142,18 @@ impl Store {
         .bind(open)
         .bind(last_path)
         .bind(last_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the agent's report of its apps' health (slug → status).
+    pub async fn set_agent_app_health(&self, id: Uuid, health: &JsonValue) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE workspace_agents SET app_health = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(health)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -356,7 +356,15 @@ pub(crate) async fn show(global: &GlobalArgs, args: ShowArgs) -> Result<ExitCode
             output::line(format!("  directory: {}", agent.directory))?;
         }
         for app in &agent.apps {
-            output::line(format!("  app {}: {}{}", app.slug, app.url, app.command))?;
+            let health = if app.health.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", app.health)
+            };
+            output::line(format!(
+                "  app {}: {}{}{health}",
+                app.slug, app.url, app.command
+            ))?;
         }
         let logs = client
             .workspace_agent_logs(agent.id)

@@ -853,7 +853,7 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         template.replace(
             startup,
             &format!(
-                "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\" }}]"
+                "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\", healthcheck = {{ url = \"http://localhost:{port}/\", interval = 1, threshold = 2 }} }}]"
             ),
         )
     })
@@ -892,6 +892,17 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         "8 MiB through the app proxy, byte for byte"
     );
 
+    eventually(
+        Duration::from_secs(30),
+        "the app to be reported healthy",
+        || async {
+            let show = ws.coder.run(&["show", "dev"]);
+            show.stdout
+                .contains(&format!("app files: http://localhost:{port} (healthy)"))
+                .then_some(())
+        },
+    )
+    .await;
     let redirect = get("/@admin/dev/apps/files", Some(token)).await.unwrap();
     assert_eq!(redirect.status(), 308);
     assert_eq!(redirect.headers()["location"], "/@admin/dev/apps/files/");
@@ -1072,7 +1083,7 @@ async fn apps_pass_websockets_and_say_when_the_app_is_down() {
         template.replace(
             startup,
             &format!(
-                "{startup}\n    apps = [\n      {{ slug = \"echo\", url = \"http://localhost:{echo_port}\" }},\n      {{ slug = \"down\", url = \"http://localhost:{dead_port}\" }},\n    ]"
+                "{startup}\n    apps = [\n      {{ slug = \"echo\", url = \"http://localhost:{echo_port}\" }},\n      {{ slug = \"down\", url = \"http://localhost:{dead_port}\", healthcheck = {{ url = \"http://localhost:{dead_port}/\", interval = 1, threshold = 2 }} }},\n    ]"
             ),
         )
     })
@@ -1096,6 +1107,24 @@ async fn apps_pass_websockets_and_say_when_the_app_is_down() {
             .unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), text);
     }
+
+    let show = eventually(Duration::from_secs(30), "health to be reported", || async {
+        let show = ws.coder.run(&["show", "dev"]).stdout;
+        show.contains(" (unhealthy)").then_some(show)
+    })
+    .await;
+    assert!(
+        show.contains(&format!(
+            "app down: http://localhost:{dead_port} (unhealthy)"
+        )),
+        "{show}"
+    );
+    assert!(
+        show.contains(&format!(
+            "app echo: http://localhost:{echo_port} (disabled)"
+        )),
+        "{show}"
+    );
 
     // An app that is not listening: a 502 that says so.
     let response = reqwest::Client::new()

@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<AppState> {
             post(report_lifecycle),
         )
         .route("/workspaceagents/me/logs", patch(append_logs))
+        .route("/workspaceagents/me/app-health", post(report_app_health))
         .route("/workspaceagents/me/coordinate", get(agent_coordinate))
         .route("/workspaceagents/me/tunnel-address", post(publish_address))
         .route("/workspaceagents/connection", get(connection_info))
@@ -73,7 +74,18 @@ pub(crate) fn to_sdk(row: &WorkspaceAgentRow) -> WorkspaceAgent {
         last_connected_at: row.last_connected_at,
         version: row.version.clone(),
         directory: settings.dir,
-        apps: settings.apps,
+        apps: settings
+            .apps
+            .into_iter()
+            .map(|mut app| {
+                app.health = match row.app_health.get(&app.slug).and_then(|h| h.as_str()) {
+                    Some(health) => health.to_owned(),
+                    None if app.healthcheck.is_none() => "disabled".to_owned(),
+                    None => "initializing".to_owned(),
+                };
+                app
+            })
+            .collect(),
         connection_count: row.connection_count,
         last_connection_path: row.last_connection_path.clone(),
         last_connection_at: row.last_connection_at,
@@ -200,6 +212,30 @@ async fn report_lifecycle(
         .touch_workspace_agent(current.agent.id, None)
         .await?;
     tracing::info!(agent_id = %current.agent.id, state = request.state.name(), "agent lifecycle");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn report_app_health(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    JsonBody(request): JsonBody<sdk::AppHealthRequest>,
+) -> Result<StatusCode, ApiError> {
+    const STATES: [&str; 4] = ["disabled", "initializing", "healthy", "unhealthy"];
+    if let Some((slug, health)) = request
+        .healths
+        .iter()
+        .find(|(_, health)| !STATES.contains(&health.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "App {slug:?} has health {health:?}; expected one of {}.",
+            STATES.join(", ")
+        )));
+    }
+    let health = serde_json::to_value(&request.healths).unwrap_or_default();
+    state
+        .store
+        .set_agent_app_health(current.agent.id, &health)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
