@@ -42,6 +42,8 @@ pub struct Config {
     pub relay_map: sdk::DerpMap,
     /// `--block-direct-connections`: agents and clients use relayed paths only.
     pub block_direct_connections: bool,
+    /// `--disable-path-apps`: apps only on subdomains (path apps share the dashboard's origin).
+    pub disable_path_apps: bool,
 }
 
 /// Where the server keeps its state.

@@ -45,6 +45,7 @@ pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
         provisioner_heartbeat_timeout: Duration::from_secs(30),
         relay_enabled: true,
         block_direct_connections: false,
+        disable_path_apps: false,
     }
 }
 

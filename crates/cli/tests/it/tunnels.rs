@@ -853,7 +853,7 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         template.replace(
             startup,
             &format!(
-                "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\", healthcheck = {{ url = \"http://localhost:{port}/\", interval = 1, threshold = 2 }} }}]"
+                "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\", healthcheck = {{ url = \"http://localhost:{port}/\", interval = 1, threshold = 2 }} }}, {{ slug = \"shared\", url = \"http://localhost:{port}\", share = \"authenticated\" }}, {{ slug = \"open\", url = \"http://localhost:{port}\", share = \"public\" }}]"
             ),
         )
     })
@@ -966,6 +966,33 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
             .unwrap()
             .status(),
         404
+    );
+    // Sharing levels: any signed-in user, or anyone at all.
+    assert_eq!(
+        get("/@admin/dev/apps/shared/", Some(&member_token))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/@admin/dev/apps/shared/", None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("/@admin/dev/apps/open/big.bin", None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Without a session, a private app and a missing one look alike.
+    assert_eq!(
+        get("/@admin/dev/apps/nope/", None).await.unwrap().status(),
+        401
     );
 }
 

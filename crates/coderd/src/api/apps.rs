@@ -39,29 +39,27 @@ async fn add_slash(Path((user, workspace, slug)): Path<(String, String, String)>
 
 async fn proxy_root(
     State(state): State<AppState>,
-    current: CurrentUser,
     Path((user, workspace, slug)): Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy_path_app(
-        state,
-        current,
-        user,
-        workspace,
-        slug,
-        String::new(),
-        request,
-    )
-    .await
+    proxy_path_app(state, user, workspace, slug, String::new(), request).await
 }
 
 async fn proxy_path(
     State(state): State<AppState>,
-    current: CurrentUser,
     Path((user, workspace, slug, path)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy_path_app(state, current, user, workspace, slug, path, request).await
+    proxy_path_app(state, user, workspace, slug, path, request).await
+}
+
+/// The requester, when the request carries a valid session; public apps need none.
+async fn requester(state: &AppState, request: Request) -> (Option<CurrentUser>, Request) {
+    let (mut parts, body) = request.into_parts();
+    let current = CurrentUser::from_request_parts(&mut parts, state)
+        .await
+        .ok();
+    (current, Request::from_parts(parts, body))
 }
 
 /// The app's upstream inside the workspace.
@@ -82,7 +80,36 @@ enum Target {
 
 async fn resolve(
     state: &AppState,
-    current: &CurrentUser,
+    current: Option<&CurrentUser>,
+    username: &str,
+    workspace_name: &str,
+    agent_name: Option<&str>,
+    target: &Target,
+) -> Result<Upstream, ApiError> {
+    let resolved = resolve_for(state, current, username, workspace_name, agent_name, target).await;
+    match (resolved, current) {
+        // Without a session, every refusal looks alike: nothing about what exists leaks.
+        (Err(err), None) if err.status() != StatusCode::BAD_GATEWAY => Err(ApiError::unauthorized(
+            "Log in to open this app.",
+        )
+        .detail("Send your session token (Coder-Session-Token header or the session cookie).")),
+        (result, _) => result,
+    }
+}
+
+/// Who may open an app: `owner` (the workspace's owner, and deployment owners),
+/// `authenticated` (any signed-in user) or `public` (anyone); port URLs are owner-only.
+fn may_open(current: Option<&CurrentUser>, share: &str, workspace: Resource) -> bool {
+    match share {
+        "public" => true,
+        "authenticated" => current.is_some(),
+        _ => current.is_some_and(|current| current.subject.can(Action::Connect, workspace)),
+    }
+}
+
+async fn resolve_for(
+    state: &AppState,
+    current: Option<&CurrentUser>,
     username: &str,
     workspace_name: &str,
     agent_name: Option<&str>,
@@ -102,10 +129,6 @@ async fn resolve(
         owner: workspace.owner_id,
         organization: workspace.organization_id,
     };
-    // Someone who may not use the app learns nothing, not even that the workspace exists.
-    if !current.subject.can(Action::Connect, resource) {
-        return Err(ApiError::not_found());
-    }
     let build = state
         .store
         .latest_workspace_build(workspace.id)
@@ -119,8 +142,12 @@ async fn resolve(
         .ok_or_else(|| {
             ApiError::not_found().detail("The workspace has no such agent; is it running?")
         })?;
+    // Someone who may not use the app learns nothing, not even that the workspace exists.
     let slug = match target {
         Target::Port(port) => {
+            if !may_open(current, "owner", resource) {
+                return Err(ApiError::not_found());
+            }
             return Ok(Upstream {
                 agent_id: agent.id,
                 port: *port,
@@ -138,6 +165,9 @@ async fn resolve(
         .ok_or_else(|| {
             ApiError::not_found().detail(format!("The workspace has no app {slug:?}."))
         })?;
+    if !may_open(current, &app.share, resource) {
+        return Err(ApiError::not_found());
+    }
     let url = url::Url::parse(&app.url).map_err(|_| {
         ApiError::bad_gateway(format!(
             "The app {slug:?} has no usable URL ({:?}).",
@@ -167,7 +197,6 @@ fn split_agent(workspace: &str) -> (&str, Option<&str>) {
 
 async fn proxy_path_app(
     state: AppState,
-    current: CurrentUser,
     user: String,
     workspace: String,
     slug: String,
@@ -175,10 +204,16 @@ async fn proxy_path_app(
     request: Request,
 ) -> Result<Response, ApiError> {
     let username = user.strip_prefix('@').ok_or_else(ApiError::not_found)?;
+    if state.config.disable_path_apps {
+        return Err(ApiError::not_found().detail(
+            "Path-based apps are disabled on this deployment (--disable-path-apps); open the app's subdomain URL.",
+        ));
+    }
+    let (current, request) = requester(&state, request).await;
     let (workspace, agent) = split_agent(&workspace);
     let upstream = resolve(
         &state,
-        &current,
+        current.as_ref(),
         username,
         workspace,
         agent,
@@ -305,15 +340,18 @@ pub(crate) async fn subdomains(
             .detail("Subdomain apps are named SLUG--AGENT--WORKSPACE--USER or PORT--AGENT--WORKSPACE--USER.")
             .into_response();
     };
-    let (mut parts, body) = request.into_parts();
-    let current = match CurrentUser::from_request_parts(&mut parts, &state).await {
-        Ok(current) => current,
-        Err(err) => return err.into_response(),
-    };
-    let request = Request::from_parts(parts, body);
+    let (current, request) = requester(&state, request).await;
     let path = request.uri().path().to_owned();
     let result = async {
-        let upstream = resolve(&state, &current, &user, &workspace, Some(&agent), &target).await?;
+        let upstream = resolve(
+            &state,
+            current.as_ref(),
+            &user,
+            &workspace,
+            Some(&agent),
+            &target,
+        )
+        .await?;
         proxy(state.clone(), upstream, &path, request).await
     }
     .await;

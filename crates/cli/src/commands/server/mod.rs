@@ -194,6 +194,12 @@ pub(crate) struct ServerArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "Networking")]
     block_direct_connections: bool,
+    /// Serve workspace apps only on subdomains of --wildcard-access-url: path apps share the
+    /// dashboard's origin, so a malicious app could act as the signed-in user.
+    #[arg(long, env = "CODER_DISABLE_PATH_APPS", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), help_heading = "Networking")]
+    disable_path_apps: bool,
     /// A relay map (Tailscale's DERP-map JSON) fetched at start and merged with the embedded
     /// region. Its relays must speak iroh's relay protocol.
     #[arg(
@@ -428,6 +434,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         relay_enabled: args.derp_server_enable,
         relay_map,
         block_direct_connections: args.block_direct_connections,
+        disable_path_apps: args.disable_path_apps,
     };
     let handle = match coderd::spawn(config, listeners).await {
         Ok(handle) => handle,

@@ -97,6 +97,11 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         Kind::Text,
     ),
     option(
+        "disable_path_apps",
+        "networking.disablePathApps",
+        Kind::Bool,
+    ),
+    option(
         "block_direct_connections",
         "networking.derp.blockDirect",
         Kind::Bool,
