@@ -312,6 +312,12 @@ async fn serve_stream(
                 .attach(id, &command, rows, cols, send, recv)
                 .await?;
         }
+        StreamRequest::ListeningPorts => {
+            proto::write_header(&mut send, &StreamReply::default()).await?;
+            let ports = tokio::task::spawn_blocking(crate::ports::listening).await?;
+            proto::write_header(&mut send, &sdk::ListeningPortsResponse { ports }).await?;
+            send.finish()?;
+        }
         StreamRequest::Echo => {
             proto::write_header(&mut send, &StreamReply::default()).await?;
             tunnel::pipe::copy(&mut recv, &mut send).await?;

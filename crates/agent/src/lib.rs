@@ -10,6 +10,7 @@
 
 mod apps;
 mod connections;
+mod ports;
 mod process;
 mod scripts;
 mod sftp;

@@ -295,3 +295,21 @@ pub struct WorkspaceAgentLog {
     /// The text.
     pub output: String,
 }
+
+/// A port a process in the workspace listens on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListeningPort {
+    /// The process's name.
+    pub process_name: String,
+    /// `tcp`.
+    pub network: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// `GET /api/v2/workspaceagents/{id}/listening-ports`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListeningPortsResponse {
+    /// The ports, in order.
+    pub ports: Vec<ListeningPort>,
+}

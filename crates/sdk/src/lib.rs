@@ -23,9 +23,9 @@ mod workspaces;
 
 pub use agent::{
     AgentApp, AgentConnectionStats, AgentHeartbeatRequest, AgentLogEntry, AgentManifest,
-    AgentSettings, AppHealthRequest, Healthcheck, MetadataItem, PatchAgentLogsRequest,
-    UpdateLifecycleRequest, WorkspaceAgent, WorkspaceAgentLifecycle, WorkspaceAgentLog,
-    WorkspaceAgentStatus,
+    AgentSettings, AppHealthRequest, Healthcheck, ListeningPort, ListeningPortsResponse,
+    MetadataItem, PatchAgentLogsRequest, UpdateLifecycleRequest, WorkspaceAgent,
+    WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
 };
 pub use buildinfo::BuildInfo;
 pub use coordinate::{AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, TunnelAddress};

@@ -39,6 +39,9 @@ pub enum StreamRequest {
     },
     /// Echoes every byte back (latency probes).
     Echo,
+    /// The ports processes in the workspace listen on; the agent answers with a header of
+    /// `sdk::ListeningPortsResponse` and closes the stream.
+    ListeningPorts,
     /// A reconnecting terminal session (the web terminal): attach to session `id`, starting
     /// it with `command` (a login shell when empty) at this size when it does not exist.
     Terminal {

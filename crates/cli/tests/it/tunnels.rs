@@ -903,6 +903,30 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         },
     )
     .await;
+    // The agent lists the ports its workspace listens on, named after their processes.
+    let agent_id = api(&ws, token)
+        .workspace_by_owner_and_name("me", "dev")
+        .await
+        .unwrap()
+        .latest_build
+        .agents[0]
+        .id;
+    let ports: sdk::ListeningPortsResponse = get(
+        &format!("/api/v2/workspaceagents/{agent_id}/listening-ports"),
+        Some(token),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let app_port = ports
+        .ports
+        .iter()
+        .find(|listening| listening.port == port)
+        .unwrap_or_else(|| panic!("port {port} is not listed: {ports:?}"));
+    assert!(app_port.process_name.starts_with("python"), "{app_port:?}");
+
     let redirect = get("/@admin/dev/apps/files", Some(token)).await.unwrap();
     assert_eq!(redirect.status(), 308);
     assert_eq!(redirect.headers()["location"], "/@admin/dev/apps/files/");

@@ -47,6 +47,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/workspaceagents/connection", get(connection_info))
         .route("/workspaceagents/{id}/coordinate", get(client_coordinate))
         .route("/workspaceagents/{id}/pty", get(super::terminal::pty))
+        .route(
+            "/workspaceagents/{id}/listening-ports",
+            get(listening_ports),
+        )
         .route("/workspaceagents/{id}", get(show_agent))
         .route("/workspaceagents/{id}/logs", get(agent_logs))
 }
@@ -450,4 +454,28 @@ fn sse(
         [("x-accel-buffering", "no")],
         Sse::new(events).keep_alive(KeepAlive::new().interval(COORDINATE_KEEPALIVE)),
     )
+}
+
+/// Asks the agent, over the server's tunnel, which ports its workspace listens on.
+async fn listening_ports(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<sdk::ListeningPortsResponse>, ApiError> {
+    let (agent, workspace) = agent_and_workspace(&state, id).await?;
+    let resource = Resource::Workspace {
+        owner: workspace.owner_id,
+        organization: workspace.organization_id,
+    };
+    current.subject.authorize(Action::Read, resource)?;
+    current.subject.authorize(Action::Connect, resource)?;
+    let (_send, mut recv) = state
+        .agent_conn
+        .open(agent.id, &tunnel::proto::StreamRequest::ListeningPorts)
+        .await
+        .map_err(|err| ApiError::bad_gateway(err.to_string()))?;
+    let response = tunnel::proto::read_header(&mut recv)
+        .await
+        .map_err(|err| ApiError::bad_gateway(format!("reading the agent's answer: {err}")))?;
+    Ok(Json(response))
 }
