@@ -1191,3 +1191,164 @@ async fn apps_pass_websockets_and_say_when_the_app_is_down() {
         "{body}"
     );
 }
+
+/// FNV-1a: enough to tell a byte stream arrived whole and in order.
+fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A minimal HTTP/1.1 app: `GET /bytes/N` streams N patterned bytes; `POST /hash` answers with
+/// the body's length and FNV-1a hash, and the `X-Forwarded-For` it saw. One request per
+/// connection.
+async fn bulk_app() -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                let header = |name: &str| {
+                    head.iter().find_map(|line| {
+                        let (key, value) = line.split_once(':')?;
+                        key.eq_ignore_ascii_case(name)
+                            .then(|| value.trim().to_owned())
+                    })
+                };
+                let request_line = head.first().cloned().unwrap_or_default();
+                let body = if let Some(n) = request_line
+                    .strip_prefix("GET /bytes/")
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    let _ = stream
+                        .write_all(
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n")
+                                .as_bytes(),
+                        )
+                        .await;
+                    let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+                    let mut left = n;
+                    while left > 0 {
+                        let take = left.min(chunk.len());
+                        if stream.write_all(&chunk[..take]).await.is_err() {
+                            return;
+                        }
+                        left -= take;
+                    }
+                    return;
+                } else {
+                    let length: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut hash = FNV_START;
+                    let mut left = length;
+                    let mut buffer = vec![0u8; 65536];
+                    while left > 0 {
+                        let n = stream
+                            .read(&mut buffer[..left.min(65536)])
+                            .await
+                            .unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        hash = fnv1a(hash, &buffer[..n]);
+                        left -= n;
+                    }
+                    format!(
+                        "{} {hash:x} {}",
+                        length - left,
+                        header("x-forwarded-for").unwrap_or_default()
+                    )
+                };
+                let _ = stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gibibyte_down_and_256_mib_up_through_an_app() {
+    let port = bulk_app().await;
+    let ws = workspace_from(coder(), &[], |template| {
+        let startup =
+            "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
+        assert!(template.contains(startup), "the local template changed");
+        template.replace(
+            startup,
+            &format!(
+                "{startup}\n    apps = [{{ slug = \"bulk\", url = \"http://localhost:{port}\" }}]"
+            ),
+        )
+    })
+    .await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let http = reqwest::Client::new();
+    let base = ws._server.url.clone();
+
+    const DOWN: usize = 1 << 30;
+    let mut response = http
+        .get(
+            base.join(&format!("/@admin/dev/apps/bulk/bytes/{DOWN}"))
+                .unwrap(),
+        )
+        .header("Coder-Session-Token", token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    let mut expected = FNV_START;
+    for _ in 0..DOWN / chunk.len() {
+        expected = fnv1a(expected, &chunk);
+    }
+    let (mut received, mut hash) = (0usize, FNV_START);
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        received += bytes.len();
+        hash = fnv1a(hash, &bytes);
+    }
+    assert_eq!(received, DOWN);
+    assert_eq!(hash, expected, "1 GiB arrived whole and in order");
+
+    const UP: usize = 256 << 20;
+    let upload: Vec<u8> = (0..UP).map(|i| (i % 241) as u8).collect();
+    let answer = http
+        .post(base.join("/@admin/dev/apps/bulk/hash").unwrap())
+        .header("Coder-Session-Token", token.trim())
+        .body(upload.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let expected = format!("{UP} {:x} 127.0.0.1", fnv1a(FNV_START, &upload));
+    assert_eq!(
+        answer, expected,
+        "256 MiB went up whole; the app saw who asked"
+    );
+}

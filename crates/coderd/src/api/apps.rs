@@ -275,7 +275,11 @@ async fn proxy(
     parts.uri = target
         .parse()
         .map_err(|_| ApiError::bad_request("The app path is not a valid URI."))?;
-    forwarded_headers(&mut parts.headers, &state);
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    forwarded_headers(&mut parts.headers, &state, peer);
     if let Some(protocol) = &upgrade {
         parts
             .headers
@@ -426,7 +430,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The request as the app sees it: no session token, and where it came from.
-fn forwarded_headers(headers: &mut HeaderMap, state: &AppState) {
+fn forwarded_headers(headers: &mut HeaderMap, state: &AppState, peer: Option<std::net::IpAddr>) {
+    // Appended to what a proxy in front of us already recorded.
+    if let Some(peer) = peer {
+        let chain = match headers
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+        {
+            Some(earlier) => format!("{earlier}, {peer}"),
+            None => peer.to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            headers.insert("x-forwarded-for", value);
+        }
+    }
     strip_hop_by_hop(headers);
     headers.remove(sdk::SESSION_TOKEN_HEADER);
     let cookies: Vec<String> = headers
