@@ -25,12 +25,19 @@ pub struct AppState {
     pub(crate) coordinator: Coordinator,
     /// The server's own tunnels to agents (workspace apps).
     pub(crate) agent_conn: AgentConnector,
+    /// Signs the tokens that let browsers into subdomain apps.
+    pub(crate) app_tokens: crate::app_tokens::Signer,
 }
 
 impl AppState {
     /// State for a server on an already migrated database.
     pub async fn new(config: Config, store: Store) -> Result<Self, store::Error> {
         let deployment_id = store.deployment_id().await?;
+        let fresh: [u8; 32] = rand::random();
+        let app_key = store.app_signing_key(&hex::encode(fresh)).await?;
+        let app_tokens = crate::app_tokens::Signer::new(
+            hex::decode(&app_key).unwrap_or_else(|_| app_key.into_bytes()),
+        );
         let relay = config
             .relay_enabled
             .then(|| tunnel::relay::EmbeddedRelay::new(tunnel::relay::AllowList::default()));
@@ -43,6 +50,7 @@ impl AppState {
         Ok(Self {
             coordinator,
             agent_conn,
+            app_tokens,
             relay,
             login_limiter: Arc::new(RateLimiter::new(config.login_attempts_per_minute)),
             config: Arc::new(config),

@@ -108,6 +108,23 @@ impl Store {
         Ok(options.database(name).to_url_lossy().to_string())
     }
 
+    /// The key app tokens are signed with, made by the first server that asks (racing servers
+    /// agree: only one insert wins). `fresh` is the key to store when there is none yet.
+    pub async fn app_signing_key(&self, fresh: &str) -> Result<String, Error> {
+        sqlx::query(
+            "INSERT INTO site_configs (key, value) VALUES ('app_signing_key', $1)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let key: String =
+            sqlx::query_scalar("SELECT value FROM site_configs WHERE key = 'app_signing_key'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(key)
+    }
+
     /// The deployment's id, created by the first migration.
     pub async fn deployment_id(&self) -> Result<String, Error> {
         let id: String =

@@ -981,6 +981,91 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         404
     );
 
+    // A browser on a subdomain has no session there: it signs in through the dashboard.
+    let app_host = "files--main--dev--admin.apps.test";
+    let step = |host: Option<&str>, url: url::Url, cookie: Option<String>, session: bool| {
+        let mut request = http.get(url).header("accept", "text/html");
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if session {
+            request = request.header("Coder-Session-Token", token);
+        }
+        request.send()
+    };
+    let location = |response: &reqwest::Response| {
+        url::Url::parse(response.headers()["location"].to_str().unwrap())
+            .or_else(|_| base.join(response.headers()["location"].to_str().unwrap()))
+            .unwrap()
+    };
+    let first = step(Some(app_host), base.join("/big.bin").unwrap(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 303);
+    let to_dashboard = location(&first);
+    assert_eq!(to_dashboard.path(), "/api/v2/applications/auth-redirect");
+    let signed = step(None, to_dashboard, None, true).await.unwrap();
+    assert_eq!(signed.status(), 303);
+    let back = location(&signed);
+    assert_eq!(back.host_str(), Some(app_host));
+    let exchange = base
+        .join(&format!("{}?{}", back.path(), back.query().unwrap()))
+        .unwrap();
+    let exchanged = step(Some(app_host), exchange.clone(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(exchanged.status(), 303);
+    assert_eq!(exchanged.headers()["location"], "/big.bin");
+    let set_cookie = exchanged.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && !set_cookie.contains("Domain"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let opened = step(
+        Some(app_host),
+        base.join("/big.bin").unwrap(),
+        Some(cookie.clone()),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(opened.status(), 200);
+    assert!(opened.bytes().await.unwrap().as_ref() == data.as_slice());
+    // The cookie is good for that app's host only, and the exchange link for one use-minute.
+    let elsewhere = step(
+        Some("shared--main--dev--admin.apps.test"),
+        base.join("/").unwrap(),
+        Some(cookie),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        303,
+        "another host sends the browser to sign in again"
+    );
+    let forged = step(
+        Some("open--main--dev--admin.apps.test"),
+        exchange,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        forged.status(),
+        401,
+        "an exchange token is bound to its host"
+    );
+
     // Another user learns nothing: the same 404 as for a workspace that does not exist.
     let member = user_with_roles(&ws, &api(&ws, token), "member", &[]).await;
     let member_token = member.session_token().unwrap().expose().to_owned();

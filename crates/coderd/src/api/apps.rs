@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tunnel::proto::StreamRequest;
 
 use crate::agent_conn::AgentConnError;
+use crate::app_tokens;
 use crate::auth::CurrentUser;
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
@@ -78,38 +79,52 @@ enum Target {
     Port(u16),
 }
 
+/// Who asks.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    /// No session and no app cookie.
+    Anonymous,
+    /// A session (header or the dashboard's cookie).
+    User(&'a CurrentUser),
+    /// A subdomain app cookie: this user, as signed by the server an hour ago at most.
+    AppToken(uuid::Uuid),
+}
+
 async fn resolve(
     state: &AppState,
-    current: Option<&CurrentUser>,
+    who: Who<'_>,
     username: &str,
     workspace_name: &str,
     agent_name: Option<&str>,
     target: &Target,
 ) -> Result<Upstream, ApiError> {
-    let resolved = resolve_for(state, current, username, workspace_name, agent_name, target).await;
-    match (resolved, current) {
+    let resolved = resolve_for(state, who, username, workspace_name, agent_name, target).await;
+    match (resolved, who) {
         // Without a session, every refusal looks alike: nothing about what exists leaks.
-        (Err(err), None) if err.status() != StatusCode::BAD_GATEWAY => Err(ApiError::unauthorized(
-            "Log in to open this app.",
-        )
-        .detail("Send your session token (Coder-Session-Token header or the session cookie).")),
+        (Err(err), Who::Anonymous) if err.status() != StatusCode::BAD_GATEWAY => {
+            Err(ApiError::unauthorized("Log in to open this app.").detail(
+                "Send your session token (Coder-Session-Token header or the session cookie).",
+            ))
+        }
         (result, _) => result,
     }
 }
 
 /// Who may open an app: `owner` (the workspace's owner, and deployment owners),
 /// `authenticated` (any signed-in user) or `public` (anyone); port URLs are owner-only.
-fn may_open(current: Option<&CurrentUser>, share: &str, workspace: Resource) -> bool {
-    match share {
-        "public" => true,
-        "authenticated" => current.is_some(),
-        _ => current.is_some_and(|current| current.subject.can(Action::Connect, workspace)),
+fn may_open(who: Who<'_>, share: &str, workspace: Resource, owner: uuid::Uuid) -> bool {
+    match (share, who) {
+        ("public", _) => true,
+        (_, Who::Anonymous) => false,
+        ("authenticated", _) => true,
+        (_, Who::User(current)) => current.subject.can(Action::Connect, workspace),
+        (_, Who::AppToken(user_id)) => user_id == owner,
     }
 }
 
 async fn resolve_for(
     state: &AppState,
-    current: Option<&CurrentUser>,
+    who: Who<'_>,
     username: &str,
     workspace_name: &str,
     agent_name: Option<&str>,
@@ -145,7 +160,7 @@ async fn resolve_for(
     // Someone who may not use the app learns nothing, not even that the workspace exists.
     let slug = match target {
         Target::Port(port) => {
-            if !may_open(current, "owner", resource) {
+            if !may_open(who, "owner", resource, workspace.owner_id) {
                 return Err(ApiError::not_found());
             }
             return Ok(Upstream {
@@ -165,7 +180,7 @@ async fn resolve_for(
         .ok_or_else(|| {
             ApiError::not_found().detail(format!("The workspace has no app {slug:?}."))
         })?;
-    if !may_open(current, &app.share, resource) {
+    if !may_open(who, &app.share, resource, workspace.owner_id) {
         return Err(ApiError::not_found());
     }
     let url = url::Url::parse(&app.url).map_err(|_| {
@@ -211,15 +226,8 @@ async fn proxy_path_app(
     }
     let (current, request) = requester(&state, request).await;
     let (workspace, agent) = split_agent(&workspace);
-    let upstream = resolve(
-        &state,
-        current.as_ref(),
-        username,
-        workspace,
-        agent,
-        &Target::App(slug),
-    )
-    .await?;
+    let who = current.as_ref().map_or(Who::Anonymous, Who::User);
+    let upstream = resolve(&state, who, username, workspace, agent, &Target::App(slug)).await?;
     proxy(state, upstream, &format!("/{path}"), request).await
 }
 
@@ -336,7 +344,10 @@ pub(crate) async fn subdomains(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let Some(label) = subdomain_label(&state, &request) else {
+    let Some(host) = request_host(&request) else {
+        return next.run(request).await;
+    };
+    let Some(label) = wildcard_label(&state, &host) else {
         return next.run(request).await;
     };
     let Some((target, agent, workspace, user)) = parse_label(&label) else {
@@ -344,36 +355,185 @@ pub(crate) async fn subdomains(
             .detail("Subdomain apps are named SLUG--AGENT--WORKSPACE--USER or PORT--AGENT--WORKSPACE--USER.")
             .into_response();
     };
+    if let Some(token) = query_param(&request, app_tokens::EXCHANGE_PARAM) {
+        return exchange(&state, &request, &host, &token);
+    }
     let (current, request) = requester(&state, request).await;
+    let now = chrono::Utc::now().timestamp();
+    let cookie_user = app_cookie(&request)
+        .and_then(|token| state.app_tokens.verify(&token, "app", &host, now))
+        .map(|claims| claims.user_id);
+    let who = match (&current, cookie_user) {
+        (Some(current), _) => Who::User(current),
+        (None, Some(user_id)) => Who::AppToken(user_id),
+        (None, None) => Who::Anonymous,
+    };
     let path = request.uri().path().to_owned();
+    let browser = wants_html(&request);
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), ToString::to_string);
     let result = async {
-        let upstream = resolve(
-            &state,
-            current.as_ref(),
-            &user,
-            &workspace,
-            Some(&agent),
-            &target,
-        )
-        .await?;
+        let upstream = resolve(&state, who, &user, &workspace, Some(&agent), &target).await?;
         proxy(state.clone(), upstream, &path, request).await
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    match result {
+        // A browser without a session here goes to the dashboard to prove who it is.
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED && browser => {
+            let mut to = state.config.access_url.clone();
+            to.set_path("/api/v2/applications/auth-redirect");
+            let back = format!(
+                "{}://{host}{path_and_query}",
+                state.config.access_url.scheme()
+            );
+            to.query_pairs_mut().append_pair("redirect_uri", &back);
+            Redirect::to(to.as_str()).into_response()
+        }
+        result => result.unwrap_or_else(IntoResponse::into_response),
+    }
 }
 
-/// The wildcard's `*` part of the request's host, when it matches the wildcard.
-fn subdomain_label(state: &AppState, request: &Request) -> Option<String> {
+/// Trades an exchange token for the host's app cookie, then sends the browser to the clean URL.
+fn exchange(state: &AppState, request: &Request, host: &str, token: &str) -> Response {
+    let now = chrono::Utc::now().timestamp();
+    let Some(claims) = state.app_tokens.verify(token, "exchange", host, now) else {
+        return ApiError::unauthorized("This app sign-in link is invalid or has expired.")
+            .detail("Open the app again from the dashboard.")
+            .into_response();
+    };
+    let app_token = state.app_tokens.sign(&app_tokens::Claims {
+        kind: "app".to_owned(),
+        user_id: claims.user_id,
+        host: host.to_owned(),
+        expires: now + app_tokens::APP_SECONDS,
+    });
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .map(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .filter(|(name, _)| name != app_tokens::EXCHANGE_PARAM)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut clean = request.uri().path().to_owned();
+    if !query.is_empty() {
+        clean.push('?');
+        clean.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish(),
+        );
+    }
+    let secure = if state.config.access_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    // Host-only (no Domain attribute): no other subdomain, nor the dashboard, ever sees it.
+    let cookie = format!(
+        "{}={app_token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        app_tokens::APP_COOKIE,
+        app_tokens::APP_SECONDS
+    );
+    let mut response = Redirect::to(&clean).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /api/v2/applications/auth-redirect?redirect_uri=...`: a signed-in user is sent back to
+/// the subdomain app with a one-minute exchange token for that host.
+async fn auth_redirect(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let target = query
+        .get("redirect_uri")
+        .and_then(|uri| url::Url::parse(uri).ok())
+        .ok_or_else(|| ApiError::bad_request("redirect_uri must be an app URL."))?;
+    let host = match (target.host_str(), target.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => return Err(ApiError::bad_request("redirect_uri must be an app URL.")),
+    };
+    // Only this deployment's app hosts: never a token for somewhere else.
+    if wildcard_label(&state, &host).is_none() || !matches!(target.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request(
+            "redirect_uri is not an app URL of this deployment.",
+        ));
+    }
+    let token = state.app_tokens.sign(&app_tokens::Claims {
+        kind: "exchange".to_owned(),
+        user_id: current.user.id,
+        host,
+        expires: chrono::Utc::now().timestamp() + app_tokens::EXCHANGE_SECONDS,
+    });
+    let mut back = target;
+    back.query_pairs_mut()
+        .append_pair(app_tokens::EXCHANGE_PARAM, &token);
+    Ok(Redirect::to(back.as_str()).into_response())
+}
+
+pub(crate) fn api_routes() -> Router<AppState> {
+    Router::new().route(
+        "/applications/auth-redirect",
+        axum::routing::get(auth_redirect),
+    )
+}
+
+fn query_param(request: &Request, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+fn app_cookie(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == app_tokens::APP_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn wants_html(request: &Request) -> bool {
+    matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// The Host the client asked for, port included.
+fn request_host(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(str::to_ascii_lowercase)
+}
+
+/// The wildcard's `*` part of `host`, when it matches `--wildcard-access-url`.
+fn wildcard_label(state: &AppState, host: &str) -> Option<String> {
     let wildcard = state.config.wildcard_access_url.as_deref()?;
     let pattern = wildcard
         .trim_start_matches("https://")
         .trim_start_matches("http://");
     let suffix = pattern.strip_prefix('*')?;
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .or_else(|| request.uri().host())?;
     let host = host.rsplit_once(':').map_or(host, |(name, port)| {
         if port.chars().all(|c| c.is_ascii_digit()) {
             name

@@ -24,6 +24,7 @@ use crate::state::AppState;
 /// Every `/api/v2` route.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .merge(apps::api_routes())
         .merge(buildinfo::routes())
         .merge(users::routes())
         .merge(api_keys::routes())
