@@ -1316,6 +1316,19 @@ async fn bulk_app() -> u16 {
                     })
                 };
                 let request_line = head.first().cloned().unwrap_or_default();
+                if request_line.starts_with("GET /events ") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n")
+                        .await;
+                    for i in 1..=3 {
+                        let _ = stream
+                            .write_all(format!("data: tick {i}\n\n").as_bytes())
+                            .await;
+                        let _ = stream.flush().await;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    return;
+                }
                 let body = if let Some(n) = request_line
                     .strip_prefix("GET /bytes/")
                     .and_then(|rest| rest.split(' ').next())
@@ -1436,4 +1449,23 @@ async fn a_gibibyte_down_and_256_mib_up_through_an_app() {
         answer, expected,
         "256 MiB went up whole; the app saw who asked"
     );
+
+    // Server-Sent Events arrive as they are sent, not when the response ends.
+    let mut events = http
+        .get(base.join("/@admin/dev/apps/bulk/events").unwrap())
+        .header("Coder-Session-Token", token.trim())
+        .send()
+        .await
+        .unwrap();
+    let first = String::from_utf8_lossy(&events.chunk().await.unwrap().unwrap()).into_owned();
+    assert!(first.contains("tick 1"), "{first}");
+    assert!(
+        !first.contains("tick 3"),
+        "the first event was held back until the stream ended: {first}"
+    );
+    let mut rest = String::new();
+    while let Some(chunk) = events.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(rest.contains("tick 3"), "{rest}");
 }
