@@ -280,6 +280,23 @@ async fn append_logs(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The agent, if the caller may connect to its workspace (404 when they may not even see it,
+/// 403 when they may only look).
+pub(crate) async fn connectable_agent(
+    state: &AppState,
+    current: &CurrentUser,
+    id: Uuid,
+) -> Result<WorkspaceAgentRow, ApiError> {
+    let (agent, workspace) = agent_and_workspace(state, id).await?;
+    let resource = Resource::Workspace {
+        owner: workspace.owner_id,
+        organization: workspace.organization_id,
+    };
+    current.subject.authorize(Action::Read, resource)?;
+    current.subject.authorize(Action::Connect, resource)?;
+    Ok(agent)
+}
+
 pub(crate) async fn agent_and_workspace(
     state: &AppState,
     id: Uuid,
@@ -423,13 +440,7 @@ async fn client_coordinate(
     Query(query): Query<CoordinateQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let endpoint = endpoint_id(&query)?;
-    let (agent, workspace) = agent_and_workspace(&state, id).await?;
-    let resource = Resource::Workspace {
-        owner: workspace.owner_id,
-        organization: workspace.organization_id,
-    };
-    current.subject.authorize(Action::Read, resource)?;
-    current.subject.authorize(Action::Connect, resource)?;
+    let agent = connectable_agent(&state, &current, id).await?;
     let session = state.coordinator.client_session(agent.id, endpoint);
     tracing::debug!(agent_id = %agent.id, %endpoint, user = %current.user.username, "client joined the coordinator");
     let events = futures_util::stream::unfold((session, true), |(mut session, first)| async move {
@@ -462,13 +473,7 @@ async fn listening_ports(
     current: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<sdk::ListeningPortsResponse>, ApiError> {
-    let (agent, workspace) = agent_and_workspace(&state, id).await?;
-    let resource = Resource::Workspace {
-        owner: workspace.owner_id,
-        organization: workspace.organization_id,
-    };
-    current.subject.authorize(Action::Read, resource)?;
-    current.subject.authorize(Action::Connect, resource)?;
+    let agent = connectable_agent(&state, &current, id).await?;
     let (_send, mut recv) = state
         .agent_conn
         .open(agent.id, &tunnel::proto::StreamRequest::ListeningPorts)

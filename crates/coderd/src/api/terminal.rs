@@ -12,9 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tunnel::proto::{StreamRequest, TERMINAL_INPUT, TERMINAL_RESIZE};
 use uuid::Uuid;
 
-use crate::api::agents::agent_and_workspace;
+use crate::api::agents::connectable_agent;
 use crate::auth::CurrentUser;
-use crate::authz::{Action, Resource};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -55,13 +54,7 @@ pub(crate) async fn pty(
     Query(query): Query<PtyQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let (agent, workspace) = agent_and_workspace(&state, id).await?;
-    let resource = Resource::Workspace {
-        owner: workspace.owner_id,
-        organization: workspace.organization_id,
-    };
-    current.subject.authorize(Action::Read, resource)?;
-    current.subject.authorize(Action::Connect, resource)?;
+    let agent = connectable_agent(&state, &current, id).await?;
     // Open the agent side first, so a failure is an HTTP error rather than a closed socket.
     let (send, recv) = state
         .agent_conn
