@@ -1469,3 +1469,89 @@ async fn a_gibibyte_down_and_256_mib_up_through_an_app() {
     }
     assert!(rest.contains("tick 3"), "{rest}");
 }
+
+/// An HTTPS app with a self-signed certificate, answering every request with its path.
+async fn https_app() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    testkit::init_crypto();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("?").to_owned();
+                let body = format!("secure {path}");
+                let _ = tls
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_apps_and_port_urls() {
+    let port = https_app().await;
+    let ws = workspace_from(coder(), &["--wildcard-access-url", "*.apps.test"], |template| {
+        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
+        assert!(template.contains(startup), "the local template changed");
+        template.replace(
+            startup,
+            &format!("{startup}\n    apps = [{{ slug = \"secure\", url = \"https://localhost:{port}\" }}]"),
+        )
+    })
+    .await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let http = reqwest::Client::new();
+    let base = ws._server.url.clone();
+    let body = http
+        .get(base.join("/@admin/dev/apps/secure/hello").unwrap())
+        .header("Coder-Session-Token", token.trim())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "secure /hello");
+    // A port URL with the `s` suffix speaks HTTPS to the port.
+    let body = http
+        .get(base.join("/there").unwrap())
+        .header("host", format!("{port}s--main--dev--admin.apps.test"))
+        .header("Coder-Session-Token", token.trim())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "secure /there");
+}

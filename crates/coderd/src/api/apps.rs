@@ -67,6 +67,8 @@ async fn requester(state: &AppState, request: Request) -> (Option<CurrentUser>, 
 struct Upstream {
     agent_id: uuid::Uuid,
     port: u16,
+    /// The app speaks HTTPS (its certificate is not checked: see [`AnyCertificate`]).
+    https: bool,
     /// The app URL's path, without its trailing slash.
     base_path: String,
 }
@@ -75,8 +77,8 @@ struct Upstream {
 enum Target {
     /// A template-declared app, by slug.
     App(String),
-    /// Any port on the workspace's loopback (port URLs).
-    Port(u16),
+    /// Any port on the workspace's loopback (port URLs); `true` for HTTPS (`PORTs--...`).
+    Port(u16, bool),
 }
 
 /// Who asks.
@@ -159,13 +161,14 @@ async fn resolve_for(
         })?;
     // Someone who may not use the app learns nothing, not even that the workspace exists.
     let slug = match target {
-        Target::Port(port) => {
+        Target::Port(port, https) => {
             if !may_open(who, "owner", resource, workspace.owner_id) {
                 return Err(ApiError::not_found());
             }
             return Ok(Upstream {
                 agent_id: agent.id,
                 port: *port,
+                https: *https,
                 base_path: String::new(),
             });
         }
@@ -189,15 +192,19 @@ async fn resolve_for(
             app.url
         ))
     })?;
-    if url.scheme() != "http" {
-        return Err(ApiError::bad_gateway(format!(
-            "The app {slug:?} is served over {}; only http upstreams are proxied so far.",
-            url.scheme()
-        )));
-    }
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(ApiError::bad_gateway(format!(
+                "The app {slug:?} is served over {other}; only http and https apps are proxied."
+            )));
+        }
+    };
     Ok(Upstream {
         agent_id: agent.id,
         port: url.port_or_known_default().unwrap_or(80),
+        https,
         base_path: url.path().trim_end_matches('/').to_owned(),
     })
 }
@@ -254,15 +261,19 @@ async fn proxy(
             )),
             other => ApiError::bad_gateway(other.to_string()),
         })?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tokio::io::join(recv, send)))
+    let stream = tokio::io::join(recv, send);
+    let mut sender = if upstream.https {
+        let tls = tokio_rustls::TlsConnector::from(app_tls_config())
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").expect("a valid name"),
+                stream,
+            )
             .await
-            .map_err(|err| ApiError::bad_gateway(format!("talking HTTP to the app: {err}")))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.with_upgrades().await {
-            tracing::debug!(error = %err, "an app connection ended with an error");
-        }
-    });
+            .map_err(|err| ApiError::bad_gateway(format!("TLS with the app failed: {err}")))?;
+        handshake(tls).await?
+    } else {
+        handshake(stream).await?
+    };
 
     let mut request = request;
     // A WebSocket (or other) upgrade passes through: both sides switch protocols and the
@@ -561,8 +572,12 @@ fn parse_label(label: &str) -> Option<(Target, String, String, String)> {
     {
         return None;
     }
-    let target = match first.parse::<u16>() {
-        Ok(port) if port > 0 => Target::Port(port),
+    let (digits, https) = match first.strip_suffix('s') {
+        Some(digits) => (digits, true),
+        None => (*first, false),
+    };
+    let target = match digits.parse::<u16>() {
+        Ok(port) if port > 0 => Target::Port(port, https),
         _ => Target::App((*first).to_owned()),
     };
     Some((
@@ -571,6 +586,91 @@ fn parse_label(label: &str) -> Option<(Target, String, String, String)> {
         (*workspace).to_owned(),
         (*user).to_owned(),
     ))
+}
+
+/// An HTTP/1.1 client connection to the app over `io`, driven in the background.
+async fn handshake<T>(io: T) -> Result<hyper::client::conn::http1::SendRequest<Body>, ApiError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|err| ApiError::bad_gateway(format!("talking HTTP to the app: {err}")))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(error = %err, "an app connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// TLS to apps inside workspaces. Their certificates are not checked: the bytes already
+/// travel in the end-to-end encrypted tunnel to the agent, and from there over the
+/// workspace's loopback, where apps commonly use self-signed certificates.
+fn app_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .dangerous()
+                .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+            std::sync::Arc::new(config)
+        })
+        .clone()
+}
+
+/// Accepts any certificate whose handshake signature is valid (see [`app_tls_config`]).
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
@@ -667,7 +767,11 @@ mod tests {
         );
         assert!(matches!(
             parse_label("8080--main--dev--alice"),
-            Some((Target::Port(8080), ..))
+            Some((Target::Port(8080, false), ..))
+        ));
+        assert!(matches!(
+            parse_label("8443s--main--dev--alice"),
+            Some((Target::Port(8443, true), ..))
         ));
         assert!(parse_label("code--dev--alice").is_none());
         assert!(parse_label("code----dev--alice").is_none());
