@@ -41,6 +41,8 @@ struct TrackerState {
     open: Vec<(u64, Connection, chrono::DateTime<chrono::Utc>)>,
     last_path: String,
     last_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bytes of tunnels already closed: received, sent.
+    closed_traffic: (u64, u64),
 }
 
 impl Tracker {
@@ -72,6 +74,16 @@ impl Tracker {
         let mut state = self.lock();
         // The latest tunnel's path is kept when it closes, even between two heartbeats.
         self.note_latest(&mut state);
+        let closing: Vec<(u64, u64)> = state
+            .open
+            .iter()
+            .filter(|(open, _, _)| *open == id)
+            .map(|(_, connection, _)| traffic(connection))
+            .collect();
+        for (rx, tx) in closing {
+            state.closed_traffic.0 += rx;
+            state.closed_traffic.1 += tx;
+        }
         state.open.retain(|(open, _, _)| *open != id);
     }
 
@@ -95,12 +107,28 @@ impl Tracker {
     pub(crate) fn stats(&self) -> sdk::AgentConnectionStats {
         let mut state = self.lock();
         self.note_latest(&mut state);
+        let (rx_bytes, tx_bytes) =
+            state
+                .open
+                .iter()
+                .fold(state.closed_traffic, |(rx, tx), (_, connection, _)| {
+                    let (more_rx, more_tx) = traffic(connection);
+                    (rx + more_rx, tx + more_tx)
+                });
         sdk::AgentConnectionStats {
             open: i32::try_from(state.open.len()).unwrap_or(i32::MAX),
             last_path: state.last_path.clone(),
             last_at: state.last_at,
+            rx_bytes,
+            tx_bytes,
         }
     }
+}
+
+/// A tunnel's bytes so far (UDP payloads, all paths): received, sent.
+fn traffic(connection: &Connection) -> (u64, u64) {
+    let stats = connection.stats();
+    (stats.udp_rx.bytes, stats.udp_tx.bytes)
 }
 
 /// Binds the endpoint and serves tunnels until `stop` fires.

@@ -202,6 +202,12 @@ pub struct WorkspaceAgent {
     /// When the latest tunnel was made.
     #[serde(default)]
     pub last_connection_at: Option<DateTime<Utc>>,
+    /// Bytes received through its tunnels since the agent started.
+    #[serde(default)]
+    pub rx_bytes: i64,
+    /// Bytes sent through its tunnels since the agent started.
+    #[serde(default)]
+    pub tx_bytes: i64,
 }
 
 /// What an agent needs to run (`GET /api/v2/workspaceagents/me/manifest`).
@@ -261,6 +267,12 @@ pub struct AgentConnectionStats {
     pub last_path: String,
     /// When the latest tunnel was made.
     pub last_at: Option<DateTime<Utc>>,
+    /// Bytes received through its tunnels since the agent started.
+    #[serde(default)]
+    pub rx_bytes: u64,
+    /// Bytes sent through its tunnels since the agent started.
+    #[serde(default)]
+    pub tx_bytes: u64,
 }
 
 /// One line an agent sends.

@@ -25,6 +25,8 @@ pub struct WorkspaceAgentRow {
     pub last_connection_path: String,
     pub last_connection_at: Option<DateTime<Utc>>,
     pub app_health: JsonValue,
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
 }
 
 /// A row of `workspace_agent_logs`.
@@ -122,26 +124,30 @@ impl Store {
         Ok(())
     }
 
-    /// Records what the agent reports about its tunnels: how many are open, and the path of
-    /// the latest (`last_at` is when that connection was made).
+    /// Records what the agent reports about its tunnels: how many are open, the path of the
+    /// latest (`last_at` is when that connection was made), and bytes received and sent.
     pub async fn record_agent_connections(
         &self,
         id: Uuid,
         open: i32,
         last_path: &str,
         last_at: Option<DateTime<Utc>>,
+        traffic: (i64, i64),
     ) -> Result<(), Error> {
         sqlx::query(
             "UPDATE workspace_agents
              SET connection_count = $2,
                  last_connection_path = CASE WHEN $3 = '' THEN last_connection_path ELSE $3 END,
-                 last_connection_at = coalesce($4, last_connection_at)
+                 last_connection_at = coalesce($4, last_connection_at),
+                 rx_bytes = $5, tx_bytes = $6
              WHERE id = $1",
         )
         .bind(id)
         .bind(open)
         .bind(last_path)
         .bind(last_at)
+        .bind(traffic.0)
+        .bind(traffic.1)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -397,7 +397,18 @@ fn healthy(build: &WorkspaceBuild) -> String {
         .to_string()
 }
 
-/// `2 open, last p2p at <time>`; blank before the first tunnel.
+/// A byte count as people read it.
+fn bytes(count: i64) -> String {
+    let count = count.max(0) as f64;
+    match count {
+        c if c >= 1e9 => format!("{:.1} GB", c / 1e9),
+        c if c >= 1e6 => format!("{:.1} MB", c / 1e6),
+        c if c >= 1e3 => format!("{:.1} kB", c / 1e3),
+        c => format!("{c} B"),
+    }
+}
+
+/// `2 open, last p2p at <time>, 1.2 MB received, 3.4 kB sent`; blank before the first tunnel.
 fn connection_summary(agent: &sdk::WorkspaceAgent) -> String {
     if agent.last_connection_path.is_empty() {
         return String::new();
@@ -407,8 +418,11 @@ fn connection_summary(agent: &sdk::WorkspaceAgent) -> String {
         .map(|at| format!(" at {}", output::time(at)))
         .unwrap_or_default();
     format!(
-        "{} open, last {}{at}",
-        agent.connection_count, agent.last_connection_path
+        "{} open, last {}{at}, {} received, {} sent",
+        agent.connection_count,
+        agent.last_connection_path,
+        bytes(agent.rx_bytes),
+        bytes(agent.tx_bytes)
     )
 }
 

@@ -479,6 +479,20 @@ async fn port_forward_ping_and_speedtest() {
         .success();
     assert!(table.stdout.contains("INTERVAL"), "{}", table.stdout);
     assert!(table.stdout.contains("Mbits/sec"), "{}", table.stdout);
+    // The speed tests moved megabytes through the agent's tunnels, and it says so.
+    let show = eventually(
+        Duration::from_secs(30),
+        "the agent's traffic in coder show",
+        || async {
+            let show = ws.coder.run(&["show", "dev"]).stdout;
+            (show.contains("MB sent") || show.contains("GB sent")).then_some(show)
+        },
+    )
+    .await;
+    assert!(
+        show.contains("MB received") || show.contains("GB received"),
+        "{show}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

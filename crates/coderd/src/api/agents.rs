@@ -93,6 +93,8 @@ pub(crate) fn to_sdk(row: &WorkspaceAgentRow) -> WorkspaceAgent {
         connection_count: row.connection_count,
         last_connection_path: row.last_connection_path.clone(),
         last_connection_at: row.last_connection_at,
+        rx_bytes: row.rx_bytes,
+        tx_bytes: row.tx_bytes,
     }
 }
 
@@ -196,6 +198,10 @@ async fn heartbeat(
                 connections.open.max(0),
                 &path,
                 connections.last_at,
+                (
+                    i64::try_from(connections.rx_bytes).unwrap_or(i64::MAX),
+                    i64::try_from(connections.tx_bytes).unwrap_or(i64::MAX),
+                ),
             )
             .await?;
     }
