@@ -381,23 +381,17 @@ async fn relay_datagrams(
     let inbound = {
         let socket = socket.clone();
         async move {
-            loop {
-                let Ok(length) = recv.read_u16().await else {
-                    return anyhow::Ok(());
-                };
-                let mut datagram = vec![0; usize::from(length)];
-                recv.read_exact(&mut datagram).await?;
+            while let Ok(datagram) = proto::read_datagram(&mut recv).await {
                 socket.send(&datagram).await?;
             }
+            anyhow::Ok(())
         }
     };
     let outbound = async move {
         let mut buffer = vec![0; 65535];
         loop {
             let n = socket.recv(&mut buffer).await?;
-            let length = u16::try_from(n)?;
-            send.write_u16(length).await?;
-            send.write_all(&buffer[..n]).await?;
+            proto::write_datagram(&mut send, &buffer[..n]).await?;
         }
         #[allow(unreachable_code)]
         anyhow::Ok(())

@@ -3,9 +3,8 @@
 //! recent output replayed, then the live stream; a session nobody is attached to ends after
 //! [`IDLE_TIMEOUT`], and one whose process exits ends at once.
 //!
-//! On the stream, after the header: the agent sends raw output; the client sends frames of a
-//! kind byte (`0` input, `1` resize), a 4-byte big-endian length and the payload (resize:
-//! rows then columns, 2 bytes each).
+//! On the stream, after the header: the agent sends raw output; the client sends
+//! `tunnel::proto::TerminalFrame`s (input and resizes).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
-use tunnel::proto::{TERMINAL_INPUT, TERMINAL_RESIZE};
+use tunnel::proto::{self, TerminalFrame};
 use tunnel::{RecvStream, SendStream};
 use uuid::Uuid;
 
@@ -23,8 +22,6 @@ use crate::process::Environment;
 const REPLAY_BYTES: usize = 64 * 1024;
 /// How long a detached session waits for someone to come back.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// The largest client frame (input is typed or pasted, never bulk).
-const MAX_FRAME: u32 = 1 << 20;
 
 /// The agent's terminal sessions.
 #[derive(Clone)]
@@ -85,32 +82,18 @@ impl Terminals {
                 anyhow::Ok(())
             };
             let input = async {
-                loop {
-                    let Ok(kind) = recv.read_u8().await else {
-                        return anyhow::Ok(());
-                    };
-                    let length = recv.read_u32().await?;
-                    if length > MAX_FRAME {
-                        anyhow::bail!("terminal frame too long ({length} bytes)");
-                    }
-                    let mut payload = vec![0; length as usize];
-                    recv.read_exact(&mut payload).await?;
-                    match (kind, payload.as_slice()) {
-                        (TERMINAL_INPUT, data) => {
-                            session.input.lock().await.write_all(data).await?;
+                while let Some(frame) = proto::read_terminal_frame(&mut recv).await? {
+                    match frame {
+                        TerminalFrame::Input(data) => {
+                            session.input.lock().await.write_all(&data).await?;
                         }
-                        (TERMINAL_RESIZE, [r0, r1, c0, c1]) => {
-                            let rows = u16::from_be_bytes([*r0, *r1]).max(1);
-                            let cols = u16::from_be_bytes([*c0, *c1]).max(1);
-                            let _ = session
-                                .input
-                                .lock()
-                                .await
-                                .resize(pty_process::Size::new(rows, cols));
+                        TerminalFrame::Resize { rows, cols } => {
+                            let size = pty_process::Size::new(rows.max(1), cols.max(1));
+                            let _ = session.input.lock().await.resize(size);
                         }
-                        _ => anyhow::bail!("unknown terminal frame {kind}"),
                     }
                 }
+                anyhow::Ok(())
             };
             tokio::select! {
                 result = output => result,

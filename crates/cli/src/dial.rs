@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use sdk::client::Client;
 use sdk::{AgentAddressEvent, Workspace, WorkspaceAgent, WorkspaceAgentStatus, WorkspaceStatus};
 use tokio::task::JoinHandle;
-use tunnel::proto::{self, StreamReply, StreamRequest};
+use tunnel::proto::{self, StreamRequest};
 use tunnel::{
     Connection, Endpoint, EndpointOptions, MemoryLookup, RecvStream, SecretKey, SendStream,
 };
@@ -248,19 +248,7 @@ async fn keep_coordinating(
 impl AgentTunnel {
     /// Opens a stream to one of the agent's services.
     pub(crate) async fn open(&self, request: &StreamRequest) -> Result<(SendStream, RecvStream)> {
-        let (mut send, mut recv) = self
-            .connection
-            .open_bi()
-            .await
-            .context("opening a tunnel stream")?;
-        proto::write_header(&mut send, request).await?;
-        let reply: StreamReply = proto::read_header(&mut recv)
-            .await
-            .context("reading the agent's answer")?;
-        if let Some(error) = reply.error {
-            bail!("the agent refused: {error}");
-        }
-        Ok((send, recv))
+        Ok(proto::open(&self.connection, request).await?)
     }
 
     /// Closes the tunnel, telling the agent, rather than leaving it to time out.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tunnel::proto::{self, StreamReply, StreamRequest};
+use tunnel::proto::{self, StreamRequest};
 use tunnel::{
     Connection, Endpoint, EndpointOptions, MemoryLookup, RecvStream, SecretKey, SendStream,
 };
@@ -105,13 +105,18 @@ impl AgentConnector {
     ) -> Result<(SendStream, RecvStream), AgentConnError> {
         for attempt in 0..2 {
             let cached = self.connection(agent_id).await?;
-            match open_stream(&cached.connection, request).await {
+            match proto::open(&cached.connection, request).await {
                 Ok(streams) => return Ok(streams),
-                Err(AgentConnError::Stream(reason)) if attempt == 0 => {
+                Err(proto::OpenError::Broken(reason)) if attempt == 0 => {
                     tracing::debug!(%agent_id, %reason, "the cached tunnel broke; dialling again");
                     self.inner.connections.lock().await.remove(&agent_id);
                 }
-                Err(err) => return Err(err),
+                Err(proto::OpenError::Broken(reason)) => {
+                    return Err(AgentConnError::Stream(reason));
+                }
+                Err(proto::OpenError::Refused(reason)) => {
+                    return Err(AgentConnError::Refused(reason));
+                }
             }
         }
         Err(AgentConnError::Stream("the tunnel broke twice".into()))
@@ -175,23 +180,5 @@ impl AgentConnector {
         });
         connections.insert(agent_id, cached.clone());
         Ok(cached)
-    }
-}
-
-async fn open_stream(
-    connection: &Connection,
-    request: &StreamRequest,
-) -> Result<(SendStream, RecvStream), AgentConnError> {
-    let broke = |err: &dyn std::fmt::Display| AgentConnError::Stream(err.to_string());
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|err| broke(&err))?;
-    proto::write_header(&mut send, request)
-        .await
-        .map_err(|err| broke(&err))?;
-    let reply: StreamReply = proto::read_header(&mut recv)
-        .await
-        .map_err(|err| broke(&err))?;
-    match reply.error {
-        Some(error) => Err(AgentConnError::Refused(error)),
-        None => Ok((send, recv)),
     }
 }

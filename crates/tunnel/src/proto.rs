@@ -58,9 +58,9 @@ pub enum StreamRequest {
 }
 
 /// A client frame on a terminal stream: input bytes.
-pub const TERMINAL_INPUT: u8 = 0;
+const TERMINAL_INPUT: u8 = 0;
 /// A client frame on a terminal stream: a new size (rows, then columns, 2 bytes each).
-pub const TERMINAL_RESIZE: u8 = 1;
+const TERMINAL_RESIZE: u8 = 1;
 
 /// The direction of a speed test, from the client's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,9 +125,162 @@ pub async fn read_header<T: for<'de> Deserialize<'de>>(
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// Why a service stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The tunnel or the stream broke (the tunnel may need dialling again).
+    #[error("the tunnel stream broke: {0}")]
+    Broken(String),
+    /// The agent answered with a refusal.
+    #[error("the agent refused: {0}")]
+    Refused(String),
+}
+
+/// Opens a stream on `connection` for `request` and reads the agent's answer: the streams
+/// carry the service's bytes when it accepted.
+pub async fn open(
+    connection: &iroh::endpoint::Connection,
+    request: &StreamRequest,
+) -> Result<(iroh::endpoint::SendStream, iroh::endpoint::RecvStream), OpenError> {
+    let broke = |err: &dyn std::fmt::Display| OpenError::Broken(err.to_string());
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|err| broke(&err))?;
+    write_header(&mut send, request)
+        .await
+        .map_err(|err| broke(&err))?;
+    let reply: StreamReply = read_header(&mut recv).await.map_err(|err| broke(&err))?;
+    match reply.error {
+        Some(error) => Err(OpenError::Refused(error)),
+        None => Ok((send, recv)),
+    }
+}
+
+/// Writes one datagram of a `udp` stream (a 2-byte big-endian length, then the bytes).
+pub async fn write_datagram(
+    stream: &mut (impl AsyncWrite + Unpin),
+    datagram: &[u8],
+) -> std::io::Result<()> {
+    let length = u16::try_from(datagram.len())
+        .map_err(|_| std::io::Error::other("a UDP datagram longer than 65535 bytes"))?;
+    let mut frame = Vec::with_capacity(2 + datagram.len());
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(datagram);
+    stream.write_all(&frame).await
+}
+
+/// Reads one datagram of a `udp` stream.
+pub async fn read_datagram(stream: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let length = stream.read_u16().await?;
+    let mut datagram = vec![0; usize::from(length)];
+    stream.read_exact(&mut datagram).await?;
+    Ok(datagram)
+}
+
+/// What a client sends on a `terminal` stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TerminalFrame {
+    /// Keys typed or pasted.
+    Input(Vec<u8>),
+    /// The terminal's new size.
+    Resize {
+        /// Rows.
+        rows: u16,
+        /// Columns.
+        cols: u16,
+    },
+}
+
+/// The largest terminal frame accepted (input is typed or pasted, never bulk).
+const MAX_TERMINAL_FRAME: u32 = 1 << 20;
+
+/// Writes a terminal frame: a kind byte, a 4-byte big-endian length, the payload.
+pub async fn write_terminal_frame(
+    stream: &mut (impl AsyncWrite + Unpin),
+    frame: &TerminalFrame,
+) -> std::io::Result<()> {
+    let (kind, payload) = match frame {
+        TerminalFrame::Input(data) => (TERMINAL_INPUT, data.clone()),
+        TerminalFrame::Resize { rows, cols } => (
+            TERMINAL_RESIZE,
+            [rows.to_be_bytes(), cols.to_be_bytes()].concat(),
+        ),
+    };
+    let length = u32::try_from(payload.len())
+        .ok()
+        .filter(|length| *length <= MAX_TERMINAL_FRAME)
+        .ok_or_else(|| std::io::Error::other("terminal input too long"))?;
+    let mut bytes = Vec::with_capacity(5 + payload.len());
+    bytes.push(kind);
+    bytes.extend_from_slice(&length.to_be_bytes());
+    bytes.extend_from_slice(&payload);
+    stream.write_all(&bytes).await
+}
+
+/// Reads a terminal frame; `Ok(None)` when the client closed the stream.
+pub async fn read_terminal_frame(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<TerminalFrame>> {
+    let Ok(kind) = stream.read_u8().await else {
+        return Ok(None);
+    };
+    let length = stream.read_u32().await?;
+    if length > MAX_TERMINAL_FRAME {
+        return Err(std::io::Error::other(format!(
+            "terminal frame too long ({length} bytes)"
+        )));
+    }
+    let mut payload = vec![0; length as usize];
+    stream.read_exact(&mut payload).await?;
+    match (kind, payload.as_slice()) {
+        (TERMINAL_INPUT, _) => Ok(Some(TerminalFrame::Input(payload))),
+        (TERMINAL_RESIZE, [r0, r1, c0, c1]) => Ok(Some(TerminalFrame::Resize {
+            rows: u16::from_be_bytes([*r0, *r1]),
+            cols: u16::from_be_bytes([*c0, *c1]),
+        })),
+        _ => Err(std::io::Error::other(format!(
+            "unknown terminal frame {kind}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn datagrams_and_terminal_frames_round_trip() {
+        let mut buffer = Vec::new();
+        write_datagram(&mut buffer, b"one").await.unwrap();
+        write_datagram(&mut buffer, b"").await.unwrap();
+        let mut reader = buffer.as_slice();
+        assert_eq!(read_datagram(&mut reader).await.unwrap(), b"one");
+        assert_eq!(read_datagram(&mut reader).await.unwrap(), b"");
+
+        let frames = [
+            TerminalFrame::Input(b"ls\r".to_vec()),
+            TerminalFrame::Resize {
+                rows: 40,
+                cols: 120,
+            },
+        ];
+        let mut buffer = Vec::new();
+        for frame in &frames {
+            write_terminal_frame(&mut buffer, frame).await.unwrap();
+        }
+        let mut reader = buffer.as_slice();
+        for frame in &frames {
+            assert_eq!(
+                read_terminal_frame(&mut reader).await.unwrap().as_ref(),
+                Some(frame)
+            );
+        }
+        assert_eq!(
+            read_terminal_frame(&mut reader).await.unwrap(),
+            None,
+            "end of stream"
+        );
+        let bad = [9u8, 0, 0, 0, 0];
+        assert!(read_terminal_frame(&mut bad.as_slice()).await.is_err());
+    }
 
     #[tokio::test]
     async fn headers_round_trip_and_refuse_garbage() {

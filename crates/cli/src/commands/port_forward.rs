@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Mutex, mpsc};
-use tunnel::proto::StreamRequest;
+use tunnel::proto::{self, StreamRequest};
 
 use crate::commands::GlobalArgs;
 use crate::dial::{self, AgentTunnel};
@@ -215,17 +214,13 @@ async fn udp_peer(
         let (mut send, mut recv) = tunnel.open(&StreamRequest::Udp { port: remote }).await?;
         let upstream = async {
             while let Ok(Some(datagram)) = tokio::time::timeout(UDP_IDLE, datagrams.recv()).await {
-                let length = u16::try_from(datagram.len())?;
-                send.write_u16(length).await?;
-                send.write_all(&datagram).await?;
+                proto::write_datagram(&mut send, &datagram).await?;
             }
             anyhow::Ok(())
         };
         let downstream = async {
             loop {
-                let length = recv.read_u16().await?;
-                let mut datagram = vec![0; usize::from(length)];
-                recv.read_exact(&mut datagram).await?;
+                let datagram = proto::read_datagram(&mut recv).await?;
                 socket.send_to(&datagram, peer).await?;
             }
             #[allow(unreachable_code)]

@@ -8,8 +8,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
-use tunnel::proto::{StreamRequest, TERMINAL_INPUT, TERMINAL_RESIZE};
+use tunnel::proto::{self, StreamRequest, TerminalFrame};
 use uuid::Uuid;
 
 use crate::api::agents::connectable_agent;
@@ -116,15 +115,10 @@ async fn bridge(mut socket: WebSocket, mut send: tunnel::SendStream, mut recv: t
 
 async fn forward(send: &mut tunnel::SendStream, input: Input) -> std::io::Result<()> {
     if let Some(data) = input.data {
-        send.write_u8(TERMINAL_INPUT).await?;
-        send.write_u32(data.len() as u32).await?;
-        send.write_all(data.as_bytes()).await?;
+        proto::write_terminal_frame(send, &TerminalFrame::Input(data.into_bytes())).await?;
     }
-    if let (Some(height), Some(width)) = (input.height, input.width) {
-        send.write_u8(TERMINAL_RESIZE).await?;
-        send.write_u32(4).await?;
-        send.write_all(&height.to_be_bytes()).await?;
-        send.write_all(&width.to_be_bytes()).await?;
+    if let (Some(rows), Some(cols)) = (input.height, input.width) {
+        proto::write_terminal_frame(send, &TerminalFrame::Resize { rows, cols }).await?;
     }
     Ok(())
 }
