@@ -122,6 +122,16 @@ impl AgentConnector {
         Err(AgentConnError::Stream("the tunnel broke twice".into()))
     }
 
+    /// Whether a live tunnel to the agent is open (so a request to it will not wait to dial).
+    pub(crate) async fn is_connected(&self, agent_id: Uuid) -> bool {
+        self.inner
+            .connections
+            .lock()
+            .await
+            .get(&agent_id)
+            .is_some_and(|cached| cached.connection.close_reason().is_none())
+    }
+
     async fn connection(&self, agent_id: Uuid) -> Result<Arc<Cached>, AgentConnError> {
         let mut connections = self.inner.connections.lock().await;
         if let Some(cached) = connections.get(&agent_id)

@@ -85,6 +85,15 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message and detail, for a human (internal causes stay hidden).
+    pub fn user_text(&self) -> String {
+        if self.body.detail.is_empty() {
+            self.body.message.clone()
+        } else {
+            format!("{} {}", self.body.message, self.body.detail)
+        }
+    }
 }
 
 impl From<store::Error> for ApiError {

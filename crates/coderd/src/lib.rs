@@ -8,6 +8,7 @@
 
 mod agent_conn;
 mod api;
+mod app_client;
 mod app_tokens;
 mod auth;
 mod authz;

@@ -25,6 +25,8 @@ pub struct AppState {
     pub(crate) coordinator: Coordinator,
     /// The server's own tunnels to agents (workspace apps).
     pub(crate) agent_conn: AgentConnector,
+    /// Pooled HTTP connections to apps, over `agent_conn`'s tunnels.
+    pub(crate) app_client: crate::app_client::AppClient,
     /// Signs the tokens that let browsers into subdomain apps.
     pub(crate) app_tokens: crate::app_tokens::Signer,
 }
@@ -36,7 +38,7 @@ impl AppState {
         let fresh: [u8; 32] = rand::random();
         let app_key = store.app_signing_key(&hex::encode(fresh)).await?;
         let app_tokens = crate::app_tokens::Signer::new(
-            hex::decode(&app_key).unwrap_or_else(|_| app_key.into_bytes()),
+            &hex::decode(&app_key).unwrap_or_else(|_| app_key.into_bytes()),
         );
         let relay = config
             .relay_enabled
@@ -49,6 +51,7 @@ impl AppState {
         );
         Ok(Self {
             coordinator,
+            app_client: crate::app_client::client(agent_conn.clone()),
             agent_conn,
             app_tokens,
             relay,

@@ -2,7 +2,9 @@
 //! commands, and as `coder server` itself (external or built-in PostgreSQL) for the rest.
 #![allow(clippy::unwrap_used)] // Test helpers outside #[test] functions.
 
+mod apps;
 mod builtin_postgres;
+mod fixture;
 mod login;
 mod nat;
 mod server;

@@ -14,10 +14,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::any;
 use hyper_util::rt::TokioIo;
-use tunnel::proto::StreamRequest;
 
-use crate::agent_conn::AgentConnError;
-use crate::app_tokens;
+use crate::app_client::{self, Upstream};
+use crate::app_tokens::{self, Kind};
 use crate::auth::CurrentUser;
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
@@ -61,16 +60,6 @@ async fn requester(state: &AppState, request: Request) -> (Option<CurrentUser>, 
         .await
         .ok();
     (current, Request::from_parts(parts, body))
-}
-
-/// The app's upstream inside the workspace.
-struct Upstream {
-    agent_id: uuid::Uuid,
-    port: u16,
-    /// The app speaks HTTPS (its certificate is not checked: see [`AnyCertificate`]).
-    https: bool,
-    /// The app URL's path, without its trailing slash.
-    base_path: String,
 }
 
 /// What a request asks for inside the workspace.
@@ -231,50 +220,53 @@ async fn proxy_path_app(
             "Path-based apps are disabled on this deployment (--disable-path-apps); open the app's subdomain URL.",
         ));
     }
+    let prefix = format!("/{user}/{workspace}/apps/{slug}");
+    let scope = format!("{}{prefix}", access_host(&state));
+    let path = format!("/{path}");
+    // Read before awaiting: a request is not `Sync`, so no reference to it may cross an await.
+    let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
+    if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &scope).await {
+        return proxy(&state, &upstream, &path, request).await;
+    }
+    let browser = wants_html(&request);
+    let back = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| format!("{prefix}/"), ToString::to_string);
     let (current, request) = requester(&state, request).await;
     let (workspace, agent) = split_agent(&workspace);
     let who = current.as_ref().map_or(Who::Anonymous, Who::User);
-    let upstream = resolve(&state, who, username, workspace, agent, &Target::App(slug)).await?;
-    proxy(state, upstream, &format!("/{path}"), request).await
+    match resolve(&state, who, username, workspace, agent, &Target::App(slug)).await {
+        Ok(upstream) => {
+            let cookie_path = format!("{prefix}/");
+            proxy_and_sign(&state, who, &upstream, &scope, &cookie_path, &path, request).await
+        }
+        // A browser without a session signs in, then comes back here.
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED && browser => {
+            Ok(Redirect::to(&super::site::login_url(&back)).into_response())
+        }
+        Err(err) => Err(err),
+    }
 }
 
-/// Forwards `request` to `upstream`, at `path` below the app's own base path.
+/// The access URL's `host[:port]`.
+fn access_host(state: &AppState) -> String {
+    let access = &state.config.access_url;
+    let host = access.host_str().unwrap_or_default();
+    match access.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Forwards `request` to `upstream`, at `path` below the app's own base path, over a pooled
+/// connection.
 async fn proxy(
-    state: AppState,
-    upstream: Upstream,
+    state: &AppState,
+    upstream: &Upstream,
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (send, recv) = state
-        .agent_conn
-        .open(
-            upstream.agent_id,
-            &StreamRequest::Tcp {
-                port: upstream.port,
-            },
-        )
-        .await
-        .map_err(|err| match err {
-            AgentConnError::Refused(reason) => ApiError::bad_gateway(format!(
-                "The app is not answering on port {}: {reason}",
-                upstream.port
-            )),
-            other => ApiError::bad_gateway(other.to_string()),
-        })?;
-    let stream = tokio::io::join(recv, send);
-    let mut sender = if upstream.https {
-        let tls = tokio_rustls::TlsConnector::from(app_tls_config())
-            .connect(
-                rustls::pki_types::ServerName::try_from("localhost").expect("a valid name"),
-                stream,
-            )
-            .await
-            .map_err(|err| ApiError::bad_gateway(format!("TLS with the app failed: {err}")))?;
-        handshake(tls).await?
-    } else {
-        handshake(stream).await?
-    };
-
     let mut request = request;
     // A WebSocket (or other) upgrade passes through: both sides switch protocols and the
     // bytes are copied until either closes.
@@ -290,26 +282,33 @@ async fn proxy(
         .query()
         .map(|query| format!("?{query}"))
         .unwrap_or_default();
-    let target = format!("{}{path}{query}", upstream.base_path);
-    parts.uri = target
-        .parse()
+    // HTTP/2 requests carry the host in the URI only; the app gets it as a Host header.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    parts.uri = upstream
+        .uri(&format!("{path}{query}"))
         .map_err(|_| ApiError::bad_request("The app path is not a valid URI."))?;
+    parts.version = axum::http::Version::HTTP_11;
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
-    forwarded_headers(&mut parts.headers, &state, peer);
+    forwarded_headers(&mut parts.headers, state, peer);
     if let Some(protocol) = &upgrade {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
-    let upstream_request = Request::from_parts(parts, body);
-    let mut response = sender
-        .send_request(upstream_request)
+    let mut response = state
+        .app_client
+        .request(Request::from_parts(parts, body))
         .await
-        .map_err(|err| ApiError::bad_gateway(format!("the app's response failed: {err}")))?;
+        .map_err(|err| ApiError::bad_gateway(app_client::describe(&err, upstream.port)))?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
     {
@@ -332,6 +331,66 @@ async fn proxy(
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The upstream named by the request's signed app token, if it has one for `scope` and the
+/// server's tunnel to that agent is up (else the request takes the long way, which re-dials).
+async fn signed_upstream(state: &AppState, token: Option<&str>, scope: &str) -> Option<Upstream> {
+    let token = token?;
+    let now = chrono::Utc::now().timestamp();
+    let upstream = state
+        .app_tokens
+        .verify(token, Kind::Signed, scope, now)?
+        .upstream?;
+    state
+        .agent_conn
+        .is_connected(upstream.agent_id)
+        .await
+        .then_some(upstream)
+}
+
+/// Proxies a request authorized the long way, and hands the browser a signed token so that
+/// its next requests to this app skip the checks (see [`app_tokens`]).
+async fn proxy_and_sign(
+    state: &AppState,
+    who: Who<'_>,
+    upstream: &Upstream,
+    scope: &str,
+    cookie_path: &str,
+    path: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut response = proxy(state, upstream, path, request).await?;
+    let user_id = match who {
+        Who::Anonymous => uuid::Uuid::nil(),
+        Who::User(current) => current.user.id,
+        Who::AppToken(user_id) => user_id,
+    };
+    let token = state.app_tokens.sign(&app_tokens::Claims {
+        kind: Kind::Signed,
+        user_id,
+        scope: scope.to_owned(),
+        expires: chrono::Utc::now().timestamp() + app_tokens::SIGNED_SECONDS,
+        upstream: Some(upstream.clone()),
+    });
+    let cookie = format!(
+        "{}={token}; Path={cookie_path}; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        app_tokens::SIGNED_COOKIE,
+        app_tokens::SIGNED_SECONDS,
+        secure_attribute(state)
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+fn secure_attribute(state: &AppState) -> &'static str {
+    if state.config.access_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 /// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade: ...`).
@@ -369,17 +428,23 @@ pub(crate) async fn subdomains(
     if let Some(token) = query_param(&request, app_tokens::EXCHANGE_PARAM) {
         return exchange(&state, &request, &host, &token);
     }
+    let path = request.uri().path().to_owned();
+    let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
+    if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &host).await {
+        return proxy(&state, &upstream, &path, request)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let (current, request) = requester(&state, request).await;
     let now = chrono::Utc::now().timestamp();
-    let cookie_user = app_cookie(&request)
-        .and_then(|token| state.app_tokens.verify(&token, "app", &host, now))
+    let cookie_user = cookie(&request, app_tokens::APP_COOKIE)
+        .and_then(|token| state.app_tokens.verify(&token, Kind::App, &host, now))
         .map(|claims| claims.user_id);
     let who = match (&current, cookie_user) {
         (Some(current), _) => Who::User(current),
         (None, Some(user_id)) => Who::AppToken(user_id),
         (None, None) => Who::Anonymous,
     };
-    let path = request.uri().path().to_owned();
     let browser = wants_html(&request);
     let path_and_query = request
         .uri()
@@ -387,7 +452,7 @@ pub(crate) async fn subdomains(
         .map_or_else(|| "/".to_owned(), ToString::to_string);
     let result = async {
         let upstream = resolve(&state, who, &user, &workspace, Some(&agent), &target).await?;
-        proxy(state.clone(), upstream, &path, request).await
+        proxy_and_sign(&state, who, &upstream, &host, "/", &path, request).await
     }
     .await;
     match result {
@@ -409,16 +474,17 @@ pub(crate) async fn subdomains(
 /// Trades an exchange token for the host's app cookie, then sends the browser to the clean URL.
 fn exchange(state: &AppState, request: &Request, host: &str, token: &str) -> Response {
     let now = chrono::Utc::now().timestamp();
-    let Some(claims) = state.app_tokens.verify(token, "exchange", host, now) else {
+    let Some(claims) = state.app_tokens.verify(token, Kind::Exchange, host, now) else {
         return ApiError::unauthorized("This app sign-in link is invalid or has expired.")
             .detail("Open the app again from the dashboard.")
             .into_response();
     };
     let app_token = state.app_tokens.sign(&app_tokens::Claims {
-        kind: "app".to_owned(),
+        kind: Kind::App,
         user_id: claims.user_id,
-        host: host.to_owned(),
+        scope: host.to_owned(),
         expires: now + app_tokens::APP_SECONDS,
+        upstream: None,
     });
     let query: Vec<(String, String)> = request
         .uri()
@@ -439,11 +505,7 @@ fn exchange(state: &AppState, request: &Request, host: &str, token: &str) -> Res
                 .finish(),
         );
     }
-    let secure = if state.config.access_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = secure_attribute(state);
     // Host-only (no Domain attribute): no other subdomain, nor the dashboard, ever sees it.
     let cookie = format!(
         "{}={app_token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
@@ -461,9 +523,19 @@ fn exchange(state: &AppState, request: &Request, host: &str, token: &str) -> Res
 /// the subdomain app with a one-minute exchange token for that host.
 async fn auth_redirect(
     State(state): State<AppState>,
-    current: CurrentUser,
+    current: Result<CurrentUser, ApiError>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    // Not signed in to the dashboard either: sign in first, then come back here.
+    let current = match current {
+        Ok(current) => current,
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
+            let back = uri.path_and_query().map_or("/", |p| p.as_str());
+            return Ok(Redirect::to(&super::site::login_url(back)).into_response());
+        }
+        Err(err) => return Err(err),
+    };
     let target = query
         .get("redirect_uri")
         .and_then(|uri| url::Url::parse(uri).ok())
@@ -480,10 +552,11 @@ async fn auth_redirect(
         ));
     }
     let token = state.app_tokens.sign(&app_tokens::Claims {
-        kind: "exchange".to_owned(),
+        kind: Kind::Exchange,
         user_id: current.user.id,
-        host,
+        scope: host,
         expires: chrono::Utc::now().timestamp() + app_tokens::EXCHANGE_SECONDS,
+        upstream: None,
     });
     let mut back = target;
     back.query_pairs_mut()
@@ -505,7 +578,7 @@ fn query_param(request: &Request, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn app_cookie(request: &Request) -> Option<String> {
+fn cookie(request: &Request, name: &str) -> Option<String> {
     request
         .headers()
         .get_all(header::COOKIE)
@@ -513,7 +586,7 @@ fn app_cookie(request: &Request) -> Option<String> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == app_tokens::APP_COOKIE)
+        .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
 }
 
@@ -588,91 +661,6 @@ fn parse_label(label: &str) -> Option<(Target, String, String, String)> {
     ))
 }
 
-/// An HTTP/1.1 client connection to the app over `io`, driven in the background.
-async fn handshake<T>(io: T) -> Result<hyper::client::conn::http1::SendRequest<Body>, ApiError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|err| ApiError::bad_gateway(format!("talking HTTP to the app: {err}")))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.with_upgrades().await {
-            tracing::debug!(error = %err, "an app connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// TLS to apps inside workspaces. Their certificates are not checked: the bytes already
-/// travel in the end-to-end encrypted tunnel to the agent, and from there over the
-/// workspace's loopback, where apps commonly use self-signed certificates.
-fn app_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
-        std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default versions")
-                .dangerous()
-                .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth();
-            std::sync::Arc::new(config)
-        })
-        .clone()
-}
-
-/// Accepts any certificate whose handshake signature is valid (see [`app_tls_config`]).
-#[derive(Debug)]
-struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in [
@@ -688,6 +676,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove("keep-alive");
 }
+
+/// Cookies that prove who the user is to us; an app never sees them.
+const OUR_COOKIES: [&str; 3] = [
+    sdk::SESSION_TOKEN_COOKIE,
+    app_tokens::APP_COOKIE,
+    app_tokens::SIGNED_COOKIE,
+];
 
 /// The request as the app sees it: no session token, and where it came from.
 fn forwarded_headers(headers: &mut HeaderMap, state: &AppState, peer: Option<std::net::IpAddr>) {
@@ -713,7 +708,8 @@ fn forwarded_headers(headers: &mut HeaderMap, state: &AppState, peer: Option<std
         .flat_map(|value| value.split(';'))
         .map(str::trim)
         .filter(|cookie| {
-            !cookie.is_empty() && cookie.split('=').next() != Some(sdk::SESSION_TOKEN_COOKIE)
+            let name = cookie.split('=').next().unwrap_or_default();
+            !cookie.is_empty() && !OUR_COOKIES.contains(&name)
         })
         .map(str::to_owned)
         .collect();

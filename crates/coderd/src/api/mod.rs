@@ -8,13 +8,13 @@ mod buildinfo;
 mod files;
 mod organizations;
 mod provisionerdaemons;
+mod site;
 mod templates;
 mod terminal;
 mod users;
 mod workspaces;
 
 use axum::Router;
-use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use http::StatusCode;
 
@@ -56,32 +56,6 @@ pub(crate) fn site_routes() -> Router<AppState> {
             tunnel::relay::PROBE_PATH,
             get(|| async { ([("access-control-allow-origin", "*")], "") }),
         )
-        .route("/", get(index))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Html(page(
-                    "Not found",
-                    "<p>There is nothing at this address.</p>",
-                )),
-            )
-        })
-}
-
-/// The start page until the dashboard (issue #7) replaces it: honest about what exists.
-async fn index() -> impl IntoResponse {
-    Html(page(
-        "Coder",
-        "<p>This Coder server is running. The web dashboard is not built yet; use the CLI:</p>\
-         <pre>coder login &lt;this URL&gt;</pre>",
-    ))
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
-         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\">\
-         <h1>{title}</h1>{body}</body></html>"
-    )
+        .merge(site::routes())
+        .fallback(|| async { site::not_found() })
 }

@@ -160,34 +160,20 @@ async fn login(
     PeerAddress(peer): PeerAddress,
     JsonBody(request): JsonBody<LoginWithPasswordRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(peer) = peer
-        && let Err(wait) = state.login_limiter.check(peer, Instant::now())
-    {
-        let seconds = wait.as_secs().max(1);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::RETRY_AFTER, seconds.into());
-        let error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts.")
-            .detail(format!("Try again in {seconds} seconds."));
-        return Ok((headers, error).into_response());
-    }
-    let user = state.store.user_by_email(request.email.trim()).await?;
-    let hash = user
-        .as_ref()
-        .and_then(|user| user.hashed_password.as_deref());
-    let password_ok = passwords::verify(&request.password, hash).await?;
-    let user = match user {
-        Some(user) if password_ok => user,
-        // One message for unknown email and wrong password: no hint which emails exist.
-        _ => return Err(ApiError::unauthorized("Incorrect email or password.")),
+    let token = match password_login(&state, peer, &request.email, &request.password).await {
+        Ok(token) => token,
+        Err(LoginRefused::TooMany(seconds)) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::RETRY_AFTER, seconds.into());
+            return Ok((headers, LoginRefused::TooMany(seconds).into_error()).into_response());
+        }
+        Err(refused) => return Err(refused.into_error()),
     };
-    if user.status == "suspended" {
-        return Err(ApiError::unauthorized(
-            "Your account is suspended. Contact an admin to reactivate your account.",
-        ));
-    }
-    let lifetime = state.config.session_duration;
-    let (_, token) = auth::create_api_key(&state, user.id, KeyKind::Session, lifetime).await?;
-    let cookie = auth::session_cookie(&token, lifetime, state.config.cookie_is_secure());
+    let cookie = auth::session_cookie(
+        &token,
+        state.config.session_duration,
+        state.config.cookie_is_secure(),
+    );
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
@@ -196,6 +182,72 @@ async fn login(
         }),
     )
         .into_response())
+}
+
+/// Why a password login failed.
+pub(crate) enum LoginRefused {
+    /// Too many attempts from this address: try again in this many seconds.
+    TooMany(u64),
+    /// Unknown email, wrong password or a suspended account.
+    Denied(ApiError),
+    /// The database failed.
+    Internal(ApiError),
+}
+
+impl LoginRefused {
+    pub(crate) fn into_error(self) -> ApiError {
+        match self {
+            LoginRefused::TooMany(seconds) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts.")
+                    .detail(format!("Try again in {seconds} seconds."))
+            }
+            LoginRefused::Denied(error) | LoginRefused::Internal(error) => error,
+        }
+    }
+}
+
+/// Checks an email and password (rate-limited per client address) and opens a session; used
+/// by the API's login and the sign-in page.
+pub(crate) async fn password_login(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    email: &str,
+    password: &sdk::Secret,
+) -> Result<sdk::Secret, LoginRefused> {
+    if let Some(peer) = peer
+        && let Err(wait) = state.login_limiter.check(peer, Instant::now())
+    {
+        return Err(LoginRefused::TooMany(wait.as_secs().max(1)));
+    }
+    let internal = |err: ApiError| LoginRefused::Internal(err);
+    let user = state
+        .store
+        .user_by_email(email.trim())
+        .await
+        .map_err(|err| internal(err.into()))?;
+    let hash = user
+        .as_ref()
+        .and_then(|user| user.hashed_password.as_deref());
+    let password_ok = passwords::verify(password, hash).await.map_err(internal)?;
+    let user = match user {
+        Some(user) if password_ok => user,
+        // One message for unknown email and wrong password: no hint which emails exist.
+        _ => {
+            return Err(LoginRefused::Denied(ApiError::unauthorized(
+                "Incorrect email or password.",
+            )));
+        }
+    };
+    if user.status == "suspended" {
+        return Err(LoginRefused::Denied(ApiError::unauthorized(
+            "Your account is suspended. Contact an admin to reactivate your account.",
+        )));
+    }
+    let lifetime = state.config.session_duration;
+    let (_, token) = auth::create_api_key(state, user.id, KeyKind::Session, lifetime)
+        .await
+        .map_err(internal)?;
+    Ok(token)
 }
 
 async fn logout(

@@ -1,0 +1,145 @@
+//! A server, a logged-in owner and a running workspace `dev` on the local example template on
+//! real Terraform, whose agent is this `coder` binary: what the tunnel and app tests start from.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::{Coder, ServerProcess, TestDb, eventually};
+
+use crate::coder;
+
+pub(crate) struct Workspace {
+    pub(crate) coder: Coder,
+    pub(crate) _server: ServerProcess,
+    pub(crate) dir: PathBuf,
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        // The agent is a background process of the template: stop it with the workspace.
+        let _ = self.coder.run(&["delete", "dev", "--yes"]);
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("agent.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// A server, a logged-in owner, and a running workspace `dev` whose agent is ready.
+pub(crate) async fn workspace(server_args: &[&str]) -> Workspace {
+    workspace_for(coder(), server_args).await
+}
+
+/// [`workspace`] for a user prepared by the caller (environment, files in its home).
+pub(crate) async fn workspace_for(coder: Coder, server_args: &[&str]) -> Workspace {
+    workspace_from(coder, server_args, |template| template).await
+}
+
+/// [`workspace_for`] with the local template's main.tf changed by `patch` before the push.
+pub(crate) async fn workspace_from(
+    coder: Coder,
+    server_args: &[&str],
+    patch: impl FnOnce(String) -> String,
+) -> Workspace {
+    let db = TestDb::new().await;
+    let mut args = vec!["--postgres-url", db.url.as_str()];
+    if !server_args.contains(&"--http-address") {
+        args.extend(["--http-address", "127.0.0.1:0"]);
+    }
+    args.extend_from_slice(server_args);
+    let server = coder.server(&args);
+    crate::login_first_user(&coder, &server.url);
+    let template = coder.home().join("local");
+    let template = template.to_str().unwrap();
+    coder.run(&["templates", "init", template]).success();
+    let main_tf = Path::new(template).join("main.tf");
+    let text = std::fs::read_to_string(&main_tf).unwrap();
+    std::fs::write(&main_tf, patch(text)).unwrap();
+    coder
+        .run(&["templates", "push", "local", "-d", template, "-y"])
+        .success();
+    let workspaces = coder.home().join("workspaces");
+    coder
+        .run(&[
+            "create",
+            "dev",
+            "--template",
+            "local",
+            "-y",
+            &format!("--parameter=workspaces_dir={}", workspaces.display()),
+            &format!("--parameter=agent_binary={}", env!("CARGO_BIN_EXE_coder")),
+        ])
+        .success();
+    let dir = workspaces.join("admin/dev");
+    eventually(Duration::from_secs(60), "the agent to be ready", || async {
+        let list = coder.run(&["list", "-o", "json"]);
+        let ready = list.stdout.contains("\"lifecycle_state\": \"ready\"")
+            && list.stdout.contains("\"status\": \"connected\"");
+        ready.then_some(())
+    })
+    .await;
+    Workspace {
+        coder,
+        _server: server,
+        dir,
+    }
+}
+
+pub(crate) fn home(workspace: &Workspace) -> PathBuf {
+    workspace.dir.join("home")
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Has `admin` create a user with `roles`, then logs in as it.
+pub(crate) async fn user_with_roles(
+    ws: &Workspace,
+    admin: &sdk::client::Client,
+    name: &str,
+    roles: &[sdk::Role],
+) -> sdk::client::Client {
+    admin
+        .create_user(&sdk::CreateUserRequest {
+            email: format!("{name}@example.com"),
+            username: name.to_owned(),
+            name: String::new(),
+            password: sdk::Secret::new(testkit::PASSWORD),
+            login_type: None,
+            organization_ids: Vec::new(),
+        })
+        .await
+        .unwrap();
+    if !roles.is_empty() {
+        admin
+            .update_user_roles(
+                name,
+                &sdk::UpdateRolesRequest {
+                    roles: roles.iter().map(|role| role.name().to_owned()).collect(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let anonymous = sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new());
+    let token = anonymous
+        .login_with_password(&sdk::LoginWithPasswordRequest {
+            email: format!("{name}@example.com"),
+            password: sdk::Secret::new(testkit::PASSWORD),
+        })
+        .await
+        .unwrap()
+        .session_token;
+    anonymous.with_session_token(token)
+}
+
+pub(crate) fn api(ws: &Workspace, token: &str) -> sdk::client::Client {
+    sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new())
+        .with_session_token(sdk::Secret::new(token))
+}
