@@ -10,8 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 use tunnel::proto::{self, TerminalFrame};
 use tunnel::{RecvStream, SendStream};
 use uuid::Uuid;
@@ -30,14 +31,27 @@ pub(crate) struct Terminals {
     sessions: Arc<Mutex<HashMap<Uuid, Arc<Session>>>>,
 }
 
+/// How many chunks of output may wait for an attached stream before the PTY is no longer read:
+/// a slow viewer slows the program down, as a real terminal does, and loses nothing.
+const QUEUED_CHUNKS: usize = 16;
+/// The most output read from the PTY in one go (more is read while it is ready).
+const CHUNK_BYTES: usize = 64 * 1024;
+
 struct Session {
     input: tokio::sync::Mutex<pty_process::OwnedWritePty>,
-    output: broadcast::Sender<Vec<u8>>,
-    replay: Mutex<VecDeque<u8>>,
+    output: Mutex<Output>,
     attached: Mutex<usize>,
     ended: tokio_util::sync::CancellationToken,
     /// Bumped on every detach, so only the latest detach's timer ends the session.
     detaches: Mutex<u64>,
+}
+
+/// Recent output and the queues of the attached streams, under one lock: an attaching stream
+/// sees every chunk exactly once, either in the replay or on its queue.
+#[derive(Default)]
+struct Output {
+    replay: VecDeque<u8>,
+    attached: Vec<mpsc::Sender<Arc<[u8]>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,19 +78,19 @@ impl Terminals {
         mut recv: RecvStream,
     ) -> anyhow::Result<()> {
         let session = self.session(id, command, rows, cols)?;
-        // Subscribe before copying the replay, so no output falls between the two.
-        let mut live = session.output.subscribe();
-        let replay: Vec<u8> = lock(&session.replay).iter().copied().collect();
+        let (queue, mut live) = mpsc::channel(QUEUED_CHUNKS);
+        let replay: Vec<u8> = {
+            let mut output = lock(&session.output);
+            output.attached.retain(|queue| !queue.is_closed());
+            output.attached.push(queue);
+            output.replay.iter().copied().collect()
+        };
         *lock(&session.attached) += 1;
         let result = async {
             send.write_all(&replay).await?;
             let output = async {
-                loop {
-                    match live.recv().await {
-                        Ok(chunk) => send.write_all(&chunk).await?,
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
+                while let Some(chunk) = live.recv().await {
+                    send.write_all(&chunk).await?;
                 }
                 send.finish()?;
                 anyhow::Ok(())
@@ -95,10 +109,11 @@ impl Terminals {
                 }
                 anyhow::Ok(())
             };
+            // When the session ends, its reader closes our queue once all output is in it, so
+            // the output side finishes after the last byte.
             tokio::select! {
                 result = output => result,
                 result = input => result,
-                () = session.ended.cancelled() => Ok(()),
             }
         }
         .await;
@@ -136,11 +151,12 @@ impl Terminals {
             .kill_on_drop(true)
             .spawn(pts)?;
         let (mut reader, writer) = pty.into_split();
-        let (output, _) = broadcast::channel(256);
         let session = Arc::new(Session {
             input: tokio::sync::Mutex::new(writer),
-            output,
-            replay: Mutex::new(VecDeque::with_capacity(REPLAY_BYTES)),
+            output: Mutex::new(Output {
+                replay: VecDeque::with_capacity(REPLAY_BYTES),
+                attached: Vec::new(),
+            }),
             attached: Mutex::new(0),
             ended: tokio_util::sync::CancellationToken::new(),
             detaches: Mutex::new(0),
@@ -151,26 +167,46 @@ impl Terminals {
             let session = session.clone();
             let sessions = self.sessions.clone();
             async move {
-                let mut buffer = vec![0u8; 32 * 1024];
+                let mut buffer = vec![0u8; CHUNK_BYTES];
                 loop {
-                    tokio::select! {
+                    let mut filled = tokio::select! {
                         read = reader.read(&mut buffer) => match read {
                             Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                let chunk = buffer[..n].to_vec();
-                                {
-                                    let mut replay = lock(&session.replay);
-                                    replay.extend(&chunk);
-                                    let excess = replay.len().saturating_sub(REPLAY_BYTES);
-                                    replay.drain(..excess);
-                                }
-                                let _ = session.output.send(chunk);
-                            }
+                            Ok(n) => n,
                         },
+                        () = session.ended.cancelled() => break,
+                    };
+                    // A PTY hands out a few KiB per read: take what else is ready, so that a
+                    // fast program costs one message per 64 KiB rather than per read.
+                    while filled < buffer.len() {
+                        match reader.read(&mut buffer[filled..]).now_or_never() {
+                            Some(Ok(n)) if n > 0 => filled += n,
+                            _ => break,
+                        }
+                    }
+                    let chunk: Arc<[u8]> = buffer[..filled].into();
+                    let queues = {
+                        let mut output = lock(&session.output);
+                        output.attached.retain(|queue| !queue.is_closed());
+                        output.replay.extend(chunk.iter());
+                        let excess = output.replay.len().saturating_sub(REPLAY_BYTES);
+                        output.replay.drain(..excess);
+                        output.attached.clone()
+                    };
+                    let deliver = async {
+                        for queue in &queues {
+                            // A closed queue is a stream that went away: skip it.
+                            let _ = queue.send(chunk.clone()).await;
+                        }
+                    };
+                    tokio::select! {
+                        () = deliver => {}
                         () = session.ended.cancelled() => break,
                     }
                 }
                 session.ended.cancel();
+                // Attached streams see the end of the output.
+                lock(&session.output).attached.clear();
                 let _ = child.kill().await;
                 lock(&sessions).remove(&id);
             }

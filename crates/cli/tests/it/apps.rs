@@ -484,6 +484,40 @@ async fn the_web_terminal_survives_a_dropped_socket() {
     let seen = read_until(&mut socket, "again-42").await;
     assert!(seen.contains("40 120"), "{seen}");
 
+    // A reader that falls behind slows the program down and loses nothing: 3 million lines
+    // (~24 MB, more than every buffer on the way holds) arrive whole and in order.
+    let mut command_url = ws._server.url.clone();
+    command_url.set_scheme("ws").unwrap();
+    let command_url = command_url
+        .join(&format!(
+            "/api/v2/workspaceagents/{agent_id}/pty?reconnect={}&width=80&height=24&command=seq%201%203000000",
+            uuid::Uuid::new_v4()
+        ))
+        .unwrap();
+    let mut request = command_url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Coder-Session-Token", token.trim().parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut output = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Binary(bytes) = message {
+                output.extend_from_slice(&bytes);
+            }
+        }
+    })
+    .await
+    .expect("the whole output within two minutes");
+    let text = String::from_utf8(output).unwrap();
+    let mut expected = 1u64;
+    for line in text.split("\r\n").filter(|line| !line.is_empty()) {
+        assert_eq!(line, expected.to_string(), "line {expected} of the output");
+        expected += 1;
+    }
+    assert_eq!(expected, 3_000_001, "every line arrived");
+
     // Someone who may not connect to the workspace gets no terminal.
     let member = user_with_roles(&ws, &admin, "member", &[]).await;
     let member_token = member.session_token().unwrap().expose().to_owned();

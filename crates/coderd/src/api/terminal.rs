@@ -7,6 +7,7 @@
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use futures_util::FutureExt;
 use serde::Deserialize;
 use tunnel::proto::{self, StreamRequest, TerminalFrame};
 use uuid::Uuid;
@@ -77,7 +78,15 @@ async fn bridge(mut socket: WebSocket, mut send: tunnel::SendStream, mut recv: t
         tokio::select! {
             read = recv.read(&mut buffer) => match read {
                 Ok(Some(n)) if n > 0 => {
-                    let chunk = axum::body::Bytes::copy_from_slice(&buffer[..n]);
+                    // One message for all that has arrived, not one per packet.
+                    let mut filled = n;
+                    while filled < buffer.len() {
+                        match recv.read(&mut buffer[filled..]).now_or_never() {
+                            Some(Ok(Some(more))) if more > 0 => filled += more,
+                            _ => break,
+                        }
+                    }
+                    let chunk = axum::body::Bytes::copy_from_slice(&buffer[..filled]);
                     if socket.send(Message::Binary(chunk)).await.is_err() {
                         break;
                     }
