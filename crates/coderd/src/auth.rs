@@ -178,11 +178,36 @@ impl FromRequestParts<AppState> for CurrentUser {
             return Err(ApiError::forbidden()
                 .detail("Cross-site requests may not change anything with a session cookie."));
         }
+        authenticate(state, &token).await
+    }
+}
+
+impl CurrentUser {
+    /// The user holding `user_id`'s identity without a session (a signed app cookie): the
+    /// user must still exist and not be suspended.
+    pub(crate) async fn by_id(state: &AppState, user_id: Uuid) -> Result<UserRow, ApiError> {
+        let user = state
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("Your app sign-in is no longer valid."))?;
+        if user.status == "suspended" {
+            return Err(ApiError::unauthorized(
+                "Your account is suspended. Contact an admin to reactivate your account.",
+            ));
+        }
+        Ok(user)
+    }
+}
+
+/// Checks a session token (from wherever the request carried it) and finds its user.
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, ApiError> {
+    {
         let invalid = || {
             ApiError::unauthorized("Your session token is invalid.")
                 .detail("Log in again with 'coder login'.")
         };
-        let parsed = parse_token(&token).ok_or_else(invalid)?;
+        let parsed = parse_token(token).ok_or_else(invalid)?;
         let key = state
             .store
             .api_key_by_id(parsed.id)
@@ -282,6 +307,48 @@ pub(crate) fn clear_session_cookie(secure: bool) -> HeaderValue {
         sdk::SESSION_TOKEN_COOKIE
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A workspace proxy, authenticated by its token (`ID:SECRET` in the
+/// `Coder-External-Proxy-Token` header).
+pub(crate) struct CurrentProxy(pub(crate) store::WorkspaceProxyRow);
+
+/// A proxy token: the proxy's id and 64 hex characters of secret.
+pub(crate) fn new_proxy_token(id: Uuid) -> (Secret, Vec<u8>) {
+    let secret: [u8; 32] = rand::random();
+    let secret = hex::encode(secret);
+    let hash = hash_secret(&secret);
+    (Secret::new(format!("{id}:{secret}")), hash)
+}
+
+impl FromRequestParts<AppState> for CurrentProxy {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let invalid = || {
+            ApiError::unauthorized("Invalid workspace proxy token.").detail(format!(
+                "Send the token `coder wsproxy create` (or `regenerate-token`) printed in the {} header.",
+                sdk::PROXY_TOKEN_HEADER
+            ))
+        };
+        let token = parts
+            .headers
+            .get(sdk::PROXY_TOKEN_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(invalid)?;
+        let (id, secret) = token.trim().split_once(':').ok_or_else(invalid)?;
+        let id = Uuid::try_parse(id).map_err(|_| invalid())?;
+        let proxy = state
+            .store
+            .workspace_proxy_by_id(id)
+            .await?
+            .ok_or_else(invalid)?;
+        let matches: bool = proxy.token_hashed_secret.ct_eq(&hash_secret(secret)).into();
+        if !matches {
+            return Err(invalid());
+        }
+        Ok(CurrentProxy(proxy))
+    }
 }
 
 /// The address of the client's TCP connection (`None` in in-process tests without a socket).

@@ -47,6 +47,9 @@ pub(crate) enum Resource {
     File { owner: Uuid },
     /// A workspace (and its builds): its owner uses it; template admins read every one.
     Workspace { owner: Uuid, organization: Uuid },
+    /// Workspace proxies: managed by owners only (everyone reads the regions list, which is
+    /// not this resource).
+    WorkspaceProxies,
 }
 
 impl Action {
@@ -75,6 +78,7 @@ impl Resource {
             Resource::Templates { .. } => "templates",
             Resource::File { .. } => "files",
             Resource::Workspace { .. } => "this workspace",
+            Resource::WorkspaceProxies => "workspace proxies",
         }
     }
 }
@@ -122,7 +126,7 @@ impl Subject {
             (AllApiKeys, _) => false,
             (Organization(id), Read) => self.organization_ids.contains(&id),
             (Organization(_), _) => false,
-            (Deployment, _) => false,
+            (Deployment | WorkspaceProxies, _) => false,
             (Templates { organization }, Read) => self.organization_ids.contains(&organization),
             (Templates { organization }, _) => {
                 template_admin && self.organization_ids.contains(&organization)
@@ -165,7 +169,10 @@ impl Subject {
             Err(forbidden())
         } else if matches!(
             resource,
-            Resource::Users | Resource::AllApiKeys | Resource::Deployment
+            Resource::Users
+                | Resource::AllApiKeys
+                | Resource::Deployment
+                | Resource::WorkspaceProxies
         ) {
             // Collections are known to exist; hiding them would only confuse.
             Err(forbidden())

@@ -44,6 +44,8 @@ pub struct Config {
     pub block_direct_connections: bool,
     /// `--disable-path-apps`: apps only on subdomains (path apps share the dashboard's origin).
     pub disable_path_apps: bool,
+    /// `--proxy-health-interval`: how often each workspace proxy's health is checked.
+    pub proxy_health_interval: Duration,
 }
 
 /// Where the server keeps its state.

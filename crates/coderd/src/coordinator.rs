@@ -31,6 +31,15 @@ struct Inner {
     relay: Option<EmbeddedRelay>,
     /// Open streams per admitted endpoint.
     holds: Mutex<HashMap<EndpointId, usize>>,
+    /// Each endpoint admitted or released, for the relays of workspace proxies.
+    admissions: tokio::sync::broadcast::Sender<Admission>,
+}
+
+/// A change to the set of endpoints relays admit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Allow(EndpointId),
+    Revoke(EndpointId),
 }
 
 struct AgentSlot {
@@ -58,6 +67,7 @@ impl Coordinator {
                 agents: Mutex::default(),
                 relay,
                 holds: Mutex::default(),
+                admissions: tokio::sync::broadcast::channel(1024).0,
             }),
         }
     }
@@ -135,10 +145,28 @@ impl Coordinator {
         }
     }
 
+    /// Every admitted endpoint now, and the changes from here on (subscribe first, so no
+    /// change falls between the two; a receiver that lags should ask again).
+    pub(crate) fn admissions(
+        &self,
+    ) -> (Vec<EndpointId>, tokio::sync::broadcast::Receiver<Admission>) {
+        let changes = self.inner.admissions.subscribe();
+        let now = lock(&self.inner.holds).keys().copied().collect();
+        (now, changes)
+    }
+
     fn hold(&self, endpoint: EndpointId) -> Hold {
-        *lock(&self.inner.holds).entry(endpoint).or_default() += 1;
+        let fresh = {
+            let mut holds = lock(&self.inner.holds);
+            let count = holds.entry(endpoint).or_default();
+            *count += 1;
+            *count == 1
+        };
         if let Some(relay) = &self.inner.relay {
             relay.allowed().allow(endpoint);
+        }
+        if fresh {
+            let _ = self.inner.admissions.send(Admission::Allow(endpoint));
         }
         Hold {
             inner: self.inner.clone(),
@@ -217,6 +245,7 @@ impl Drop for Hold {
                 if let Some(relay) = &inner.relay {
                     relay.revoke(endpoint);
                 }
+                let _ = inner.admissions.send(Admission::Revoke(endpoint));
             }
         });
     }
@@ -224,6 +253,17 @@ impl Drop for Hold {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The server's own tunnels (apps, terminal) find agents here like any client.
+impl apps::agents::AddressBook for Coordinator {
+    fn follow(&self, agent_id: Uuid, endpoint: EndpointId) -> apps::agents::Following {
+        let session = self.client_session(agent_id, endpoint);
+        apps::agents::Following {
+            address: session.address.clone(),
+            guard: Box::new(session),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,7 @@
 //! types: [`Config`], [`spawn`] → [`Handle`], [`app`] (the router, for in-process tests),
 //! [`ApiError`].
 
-mod agent_conn;
 mod api;
-mod app_client;
-mod app_tokens;
 mod auth;
 mod authz;
 mod config;
@@ -19,10 +16,10 @@ mod jobs;
 mod json;
 pub mod metrics;
 mod passwords;
+mod proxy_health;
 mod ratelimit;
-mod serve;
 mod state;
-pub mod tls;
+pub use httpd::tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -163,12 +160,18 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
         state.config.provisioner_heartbeat_timeout,
         cancel.clone(),
     ));
+    tasks.spawn(
+        state
+            .proxy_health
+            .clone()
+            .run(store.clone(), state.metrics(), cancel.clone()),
+    );
     let address =
         |listener: &TcpListener| listener.local_addr().map_err(StartError::ListenerAddress);
     let mut handle_addresses = (None, None, None);
     if let Some(listener) = listeners.http {
         handle_addresses.0 = Some(address(&listener)?);
-        tasks.spawn(serve::serve(
+        tasks.spawn(httpd::serve(
             listener,
             None,
             router.clone(),
@@ -179,7 +182,7 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
     if let Some((listener, tls)) = listeners.tls {
         handle_addresses.1 = Some(address(&listener)?);
         let acceptor = TlsAcceptor::from(tls);
-        tasks.spawn(serve::serve(
+        tasks.spawn(httpd::serve(
             listener,
             Some(acceptor),
             router.clone(),
@@ -190,7 +193,7 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
     if let Some(listener) = listeners.prometheus {
         handle_addresses.2 = Some(address(&listener)?);
         let metrics_router = metrics::router(state.metrics());
-        tasks.spawn(serve::serve(
+        tasks.spawn(httpd::serve(
             listener,
             None,
             metrics_router,
@@ -294,7 +297,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v2", api::routes())
         .merge(api::site_routes())
         .layer(from_fn_with_state(state.clone(), api::subdomain_apps))
-        .layer(from_fn_with_state(metrics, metrics::track))
+        .layer(from_fn_with_state(metrics.http(), httpd::metrics::track))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -1,154 +1,89 @@
-//! Prometheus metrics with Coder's names, and the middleware that records API requests.
+//! The server's Prometheus metrics: HTTP requests (`httpd::metrics`, Coder's names) and the
+//! workspace proxies' health checks.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::header;
+use httpd::metrics::HttpMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// Latency buckets in seconds, as Coder uses for its API.
-const LATENCY_BUCKETS: [f64; 11] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
-];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    code: u16,
-    method: String,
-    path: String,
+struct ProxyLabels {
+    proxy_id: String,
 }
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: String,
-    path: String,
-}
-
-type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The server's metrics registry.
 pub struct Metrics {
     registry: Registry,
-    requests_processed: Family<RequestLabels, Counter>,
-    request_latencies: HistogramFamily,
-    concurrent_requests: Gauge,
-}
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
+    http: Arc<HttpMetrics>,
+    proxy_check_duration: Histogram,
+    proxy_check_results: Family<ProxyLabels, Gauge>,
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
-        let requests_processed = Family::<RequestLabels, Counter>::default();
-        let request_latencies: HistogramFamily =
-            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let concurrent_requests = Gauge::default();
-        // prometheus-client appends `_total` to counters.
+        let http = Arc::new(HttpMetrics::register(&mut registry));
+        let proxy_check_duration = httpd::metrics::latency_histogram();
+        let proxy_check_results = Family::<ProxyLabels, Gauge>::default();
         registry.register(
-            "coderd_api_requests_processed",
-            "The total number of processed API requests",
-            requests_processed.clone(),
+            "coderd_proxyhealth_health_check_duration_seconds",
+            "How long each round of workspace proxy health checks took",
+            proxy_check_duration.clone(),
         );
         registry.register(
-            "coderd_api_request_latencies_seconds",
-            "Latency distribution of requests in seconds",
-            request_latencies.clone(),
-        );
-        registry.register(
-            "coderd_api_concurrent_requests",
-            "The number of concurrent API requests",
-            concurrent_requests.clone(),
+            "coderd_proxyhealth_health_check_results",
+            "Each workspace proxy's last health: -3 unknown, -2 unreachable, -1 unhealthy, 0 unregistered, 1 ok",
+            proxy_check_results.clone(),
         );
         Self {
             registry,
-            requests_processed,
-            request_latencies,
-            concurrent_requests,
+            http,
+            proxy_check_duration,
+            proxy_check_results,
+        }
+    }
+
+    /// The HTTP request metrics, for the router's middleware.
+    pub(crate) fn http(&self) -> Arc<HttpMetrics> {
+        self.http.clone()
+    }
+
+    /// Records a round of proxy health checks and each proxy's result.
+    pub(crate) fn proxy_checks(
+        &self,
+        took: std::time::Duration,
+        results: &[(uuid::Uuid, sdk::ProxyHealthStatus)],
+    ) {
+        self.proxy_check_duration.observe(took.as_secs_f64());
+        self.proxy_check_results.clear();
+        for (id, status) in results {
+            let value = match status {
+                sdk::ProxyHealthStatus::Unknown => -3,
+                sdk::ProxyHealthStatus::Unreachable => -2,
+                sdk::ProxyHealthStatus::Unhealthy => -1,
+                sdk::ProxyHealthStatus::Unregistered => 0,
+                sdk::ProxyHealthStatus::Ok => 1,
+            };
+            self.proxy_check_results
+                .get_or_create(&ProxyLabels {
+                    proxy_id: id.to_string(),
+                })
+                .set(value);
         }
     }
 
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            tracing::warn!(error = %err, "encoding metrics failed");
-        }
-        text
+        httpd::metrics::encode(&self.registry)
     }
-}
-
-/// Decrements the concurrency gauge even when the request is cancelled.
-struct InFlight<'a>(&'a Gauge);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// Records every routed request under its route template (never the raw path, which would
-/// make one series per user or id).
-pub(crate) async fn track(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().to_string();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    metrics.concurrent_requests.inc();
-    let in_flight = InFlight(&metrics.concurrent_requests);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    drop(in_flight);
-    metrics
-        .request_latencies
-        .get_or_create(&RouteLabels {
-            method: method.clone(),
-            path: path.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests_processed
-        .get_or_create(&RequestLabels {
-            code: response.status().as_u16(),
-            method,
-            path,
-        })
-        .inc();
-    response
 }
 
 /// The router of the Prometheus listener: the metrics at `/metrics` (and `/`).
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    let handler = move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                metrics.encode(),
-            )
-                .into_response()
-        }
-    };
-    Router::new()
-        .route("/metrics", get(handler.clone()))
-        .route("/", get(handler))
+    httpd::metrics::router(move || metrics.encode())
 }

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use store::Store;
 
-use crate::agent_conn::AgentConnector;
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::jobs::JobEvents;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use apps::agents::AgentConnector;
 
 /// Shared by all handlers; cheap to clone.
 #[derive(Clone)]
@@ -26,9 +26,13 @@ pub struct AppState {
     /// The server's own tunnels to agents (workspace apps).
     pub(crate) agent_conn: AgentConnector,
     /// Pooled HTTP connections to apps, over `agent_conn`'s tunnels.
-    pub(crate) app_client: crate::app_client::AppClient,
+    pub(crate) app_client: apps::client::AppClient,
     /// Signs the tokens that let browsers into subdomain apps.
-    pub(crate) app_tokens: crate::app_tokens::Signer,
+    pub(crate) app_tokens: apps::tokens::Signer,
+    /// The key behind `app_tokens` (hex), handed to registered workspace proxies.
+    pub(crate) app_signing_key_hex: Arc<str>,
+    /// The workspace proxies' last health checks.
+    pub(crate) proxy_health: crate::proxy_health::ProxyHealth,
 }
 
 impl AppState {
@@ -37,8 +41,8 @@ impl AppState {
         let deployment_id = store.deployment_id().await?;
         let fresh: [u8; 32] = rand::random();
         let app_key = store.app_signing_key(&hex::encode(fresh)).await?;
-        let app_tokens = crate::app_tokens::Signer::new(
-            &hex::decode(&app_key).unwrap_or_else(|_| app_key.into_bytes()),
+        let app_tokens = apps::tokens::Signer::new(
+            &hex::decode(&app_key).unwrap_or_else(|_| app_key.clone().into_bytes()),
         );
         let relay = config
             .relay_enabled
@@ -50,8 +54,10 @@ impl AppState {
             !config.block_direct_connections,
         );
         Ok(Self {
+            app_signing_key_hex: app_key.into(),
+            proxy_health: crate::proxy_health::ProxyHealth::new(config.proxy_health_interval),
             coordinator,
-            app_client: crate::app_client::client(agent_conn.clone()),
+            app_client: apps::client::client(agent_conn.clone()),
             agent_conn,
             app_tokens,
             relay,

@@ -93,6 +93,7 @@ pub struct Client {
     http: reqwest::Client,
     session_token: Option<Secret>,
     provisioner_key: Option<Secret>,
+    proxy_token: Option<Secret>,
 }
 
 impl Client {
@@ -104,12 +105,19 @@ impl Client {
             http,
             session_token: None,
             provisioner_key: None,
+            proxy_token: None,
         }
     }
 
     /// The same client, authenticated as a provisioner daemon with the pre-shared key.
     pub fn with_provisioner_key(mut self, key: Secret) -> Self {
         self.provisioner_key = Some(key);
+        self
+    }
+
+    /// The same client, authenticated as a workspace proxy with its token (`ID:SECRET`).
+    pub fn with_proxy_token(mut self, token: Secret) -> Self {
+        self.proxy_token = Some(token);
         self
     }
 
@@ -150,6 +158,9 @@ impl Client {
         }
         if let Some(key) = &self.provisioner_key {
             request = request.header(PROVISIONER_PSK_HEADER, key.expose());
+        }
+        if let Some(token) = &self.proxy_token {
+            request = request.header(crate::PROXY_TOKEN_HEADER, token.expose());
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -350,6 +361,101 @@ impl Client {
         )
         .await
         .map(drop)
+    }
+
+    /// `POST /api/v2/workspaceproxies` (owners).
+    pub async fn create_workspace_proxy(
+        &self,
+        request: &crate::CreateWorkspaceProxyRequest,
+    ) -> Result<crate::UpdateWorkspaceProxyResponse, ClientError> {
+        self.json(Method::POST, "/api/v2/workspaceproxies", Some(request))
+            .await
+    }
+
+    /// `GET /api/v2/workspaceproxies` (owners): the primary first, then every proxy.
+    pub async fn workspace_proxies(&self) -> Result<Vec<crate::WorkspaceProxy>, ClientError> {
+        self.json(Method::GET, "/api/v2/workspaceproxies", None::<&()>)
+            .await
+    }
+
+    /// `GET /api/v2/workspaceproxies/{proxy}` (by id or name).
+    pub async fn workspace_proxy(&self, proxy: &str) -> Result<crate::WorkspaceProxy, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/api/v2/workspaceproxies/{proxy}"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v2/workspaceproxies/{proxy}`.
+    pub async fn patch_workspace_proxy(
+        &self,
+        proxy: &str,
+        request: &crate::PatchWorkspaceProxy,
+    ) -> Result<crate::UpdateWorkspaceProxyResponse, ClientError> {
+        self.json(
+            Method::PATCH,
+            &format!("/api/v2/workspaceproxies/{proxy}"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// `DELETE /api/v2/workspaceproxies/{proxy}`.
+    pub async fn delete_workspace_proxy(&self, proxy: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/api/v2/workspaceproxies/{proxy}"),
+            None::<&()>,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `GET /api/v2/regions`: where the caller can reach apps from.
+    pub async fn regions(&self) -> Result<crate::RegionsResponse, ClientError> {
+        self.json(Method::GET, "/api/v2/regions", None::<&()>).await
+    }
+
+    /// `POST /api/v2/workspaceproxies/me/register` (proxy token).
+    pub async fn register_workspace_proxy(
+        &self,
+        request: &crate::RegisterWorkspaceProxyRequest,
+    ) -> Result<crate::RegisterWorkspaceProxyResponse, ClientError> {
+        self.json(
+            Method::POST,
+            "/api/v2/workspaceproxies/me/register",
+            Some(request),
+        )
+        .await
+    }
+
+    /// `POST /api/v2/workspaceproxies/me/deregister` (proxy token).
+    pub async fn deregister_workspace_proxy(
+        &self,
+        request: &crate::DeregisterWorkspaceProxyRequest,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            "/api/v2/workspaceproxies/me/deregister",
+            Some(request),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /api/v2/workspaceproxies/me/issue-signed-app-token` (proxy token).
+    pub async fn issue_signed_app_token(
+        &self,
+        request: &crate::IssueSignedAppTokenRequest,
+    ) -> Result<crate::IssueSignedAppTokenResponse, ClientError> {
+        self.json(
+            Method::POST,
+            "/api/v2/workspaceproxies/me/issue-signed-app-token",
+            Some(request),
+        )
+        .await
     }
 
     /// `GET /api/v2/organizations`: the organizations the caller belongs to.
@@ -682,12 +788,35 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v2/workspaceproxies/me/coordinate` (proxy token): the proxy's endpoint joins
+    /// the agent's clients; a stream of `agent` events.
+    pub async fn proxy_coordinate(
+        &self,
+        agent_id: uuid::Uuid,
+        endpoint_id: &str,
+    ) -> Result<EventStream, ClientError> {
+        self.events(&format!(
+            "/api/v2/workspaceproxies/me/coordinate?agent_id={agent_id}&endpoint_id={endpoint_id}"
+        ))
+        .await
+    }
+
+    /// `GET /api/v2/workspaceproxies/me/relay-admissions` (proxy token): `snapshot`, `allow`
+    /// and `revoke` events with [`crate::RelayAdmissions`].
+    pub async fn relay_admissions(&self) -> Result<EventStream, ClientError> {
+        self.events("/api/v2/workspaceproxies/me/relay-admissions")
+            .await
+    }
+
     /// Opens a Server-Sent Events stream.
     async fn events(&self, path: &str) -> Result<EventStream, ClientError> {
         let url = self.endpoint(path)?;
         let mut request = self.http.get(url.clone());
         if let Some(token) = &self.session_token {
             request = request.header(SESSION_TOKEN_HEADER, token.expose());
+        }
+        if let Some(token) = &self.proxy_token {
+            request = request.header(crate::PROXY_TOKEN_HEADER, token.expose());
         }
         let response = request
             .send()

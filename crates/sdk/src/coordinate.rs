@@ -44,3 +44,12 @@ pub struct AgentAddressEvent {
     /// The agent's current address.
     pub address: Option<TunnelAddress>,
 }
+
+/// `GET /api/v2/workspaceproxies/me/relay-admissions` (Server-Sent Events): the endpoint ids a
+/// workspace proxy's relay admits. A `snapshot` event replaces the whole set; `allow` and
+/// `revoke` events add and remove the ids they list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayAdmissions {
+    /// Endpoint ids (public keys).
+    pub endpoints: Vec<String>,
+}

@@ -19,6 +19,7 @@ mod secret;
 mod templates;
 mod tokens;
 mod users;
+mod workspace_proxies;
 mod workspaces;
 
 pub use agent::{
@@ -28,7 +29,9 @@ pub use agent::{
     WorkspaceAgentLifecycle, WorkspaceAgentLog, WorkspaceAgentStatus,
 };
 pub use buildinfo::BuildInfo;
-pub use coordinate::{AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, TunnelAddress};
+pub use coordinate::{
+    AgentAddressEvent, AgentConnectionInfo, AuthorizedClients, RelayAdmissions, TunnelAddress,
+};
 pub use derp::{DerpMap, DerpNode, DerpRegion};
 pub use error::{Response, ValidationError};
 pub use ids::{ApiKeyId, OrganizationId, UserId};
@@ -48,6 +51,13 @@ pub use users::{
     CreateFirstUserRequest, CreateFirstUserResponse, CreateUserRequest, GetUsersResponse,
     LoginType, LoginWithPasswordRequest, LoginWithPasswordResponse, Role, SlimRole, UnknownRole,
     UpdateRolesRequest, User, UserStatus,
+};
+pub use workspace_proxies::{
+    AppRequest, CreateWorkspaceProxyRequest, DeregisterWorkspaceProxyRequest,
+    IssueSignedAppTokenRequest, IssueSignedAppTokenResponse, PRIMARY_PROXY_NAME,
+    PROXY_TOKEN_HEADER, PatchWorkspaceProxy, ProxyHealthReport, ProxyHealthStatus, Region,
+    RegionsResponse, RegisterWorkspaceProxyRequest, RegisterWorkspaceProxyResponse,
+    UpdateWorkspaceProxyResponse, WorkspaceProxy, WorkspaceProxyStatus,
 };
 pub use workspaces::{
     CreateWorkspaceBuildRequest, CreateWorkspaceRequest, Workspace, WorkspaceBuild,

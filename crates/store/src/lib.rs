@@ -16,6 +16,7 @@ mod organizations;
 mod pubsub;
 mod templates;
 mod users;
+mod workspace_proxies;
 mod workspaces;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use organizations::OrganizationRow;
 pub use pubsub::{Listener, Notification};
 pub use templates::{NewTemplate, TemplateRow, TemplateVersionRow};
 pub use users::{NewUser, UserFilter, UserRow};
+pub use workspace_proxies::{ProxyRegistration, Registered, WorkspaceProxyRow};
 pub use workspaces::{NewWorkspaceBuild, PostBuild, WorkspaceBuildRow, WorkspaceRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -139,8 +139,20 @@ impl Coder {
     pub fn server(&self, args: &[&str]) -> ServerProcess {
         let mut full = vec!["server"];
         full.extend_from_slice(args);
+        self.serve(&full, "View the Web UI: ")
+    }
+
+    /// Starts `coder wsproxy server ARGS` and waits for it to say where it serves.
+    pub fn proxy_server(&self, args: &[&str]) -> ServerProcess {
+        let mut full = vec!["wsproxy", "server"];
+        full.extend_from_slice(args);
+        self.serve(&full, "Serving workspace apps at: ")
+    }
+
+    /// Starts `coder ARGS` and waits for a line `READY URL`.
+    fn serve(&self, full: &[&str], ready: &str) -> ServerProcess {
         let mut child = self
-            .command(&full)
+            .command(full)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -166,7 +178,7 @@ impl Coder {
                 Ok(Line::Out(line)) => {
                     transcript.push_str(&line);
                     transcript.push('\n');
-                    if let Some(url) = line.strip_prefix("View the Web UI: ") {
+                    if let Some(url) = line.strip_prefix(ready) {
                         break Url::parse(url).expect("the printed URL parses");
                     }
                 }
@@ -182,7 +194,10 @@ impl Coder {
                         transcript.push_str(&line);
                         transcript.push('\n');
                     }
-                    panic!("coder server did not start ({status:?}):\n{transcript}");
+                    panic!(
+                        "coder {} did not start ({status:?}):\n{transcript}",
+                        full.join(" ")
+                    );
                 }
             }
         };

@@ -46,6 +46,7 @@ pub fn config(access_url: Url, db_url: &str) -> coderd::Config {
         relay_enabled: true,
         block_direct_connections: false,
         disable_path_apps: false,
+        proxy_health_interval: std::time::Duration::from_secs(60),
     }
 }
 

@@ -189,20 +189,59 @@ pub const PROBE_PATH: &str = iroh_relay::http::RELAY_PROBE_PATH;
 pub struct EmbeddedRelay {
     service: RelayService,
     allowed: AllowList,
+    metrics: Arc<Metrics>,
+}
+
+/// What a relay has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Client connections accepted.
+    pub accepts: u64,
+    /// Client connections ended.
+    pub disconnects: u64,
+    /// Payload bytes sent to clients.
+    pub bytes_sent: u64,
+    /// Payload bytes received from clients.
+    pub bytes_received: u64,
+    /// Packets delivered to clients.
+    pub packets_sent: u64,
+    /// Packets received from clients.
+    pub packets_received: u64,
+    /// Packets dropped (the recipient was not connected or its connection failed).
+    pub packets_dropped: u64,
 }
 
 impl EmbeddedRelay {
     /// A relay admitting only `allowed` endpoints.
     pub fn new(allowed: AllowList) -> Self {
+        let metrics = Arc::new(Metrics::default());
         let service = RelayService::new(
             Handlers::default(),
             http::HeaderMap::new(),
             None,
             KeyCache::new(1024),
             Arc::new(Gate(allowed.clone())),
-            Arc::new(Metrics::default()),
+            metrics.clone(),
         );
-        Self { service, allowed }
+        Self {
+            service,
+            allowed,
+            metrics,
+        }
+    }
+
+    /// Counters since the relay started.
+    pub fn stats(&self) -> RelayStats {
+        let m = &self.metrics;
+        RelayStats {
+            accepts: m.accepts.get(),
+            disconnects: m.disconnects.get(),
+            bytes_sent: m.bytes_sent.get(),
+            bytes_received: m.bytes_recv.get(),
+            packets_sent: m.send_packets_sent.get(),
+            packets_received: m.send_packets_recv.get(),
+            packets_dropped: m.send_packets_dropped.get(),
+        }
     }
 
     /// Whether a request is for the relay.

@@ -14,10 +14,11 @@ mod speedtest;
 mod ssh;
 mod templates;
 mod tokens;
-mod unimplemented;
 mod users;
 mod whoami;
 pub(crate) mod workspaces;
+mod wsproxy;
+mod wsproxy_server;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -138,9 +139,12 @@ pub(crate) enum Command {
     Netcheck,
     /// Add a Host block to your SSH config so 'ssh coder.<workspace>' works.
     ConfigSsh(config_ssh::ConfigSshArgs),
-    /// Manage workspace proxies (not implemented yet).
+    /// Manage workspace proxies, and run one (`coder wsproxy server`).
     #[command(name = "wsproxy", alias = "workspace-proxy")]
-    Wsproxy(unimplemented::Rest),
+    Wsproxy {
+        #[command(subcommand)]
+        command: wsproxy::WsproxyCommand,
+    },
     /// Run the workspace agent (started by templates, with CODER_AGENT_TOKEN and CODER_AGENT_URL).
     Agent(agent::AgentArgs),
     /// Run external provisioner daemons.
@@ -160,19 +164,28 @@ pub(crate) fn parse(
     let matches = match server::config_file_defaults(&matches)? {
         // YAML values become the defaults of the args neither a flag nor a variable set, so
         // the precedence is flag > environment > YAML > built-in default.
-        Some(defaults) => {
-            let command = command.mut_subcommand("server", |server| {
+        Some((role, defaults)) => {
+            let apply = move |server: clap::Command| {
                 defaults.into_iter().fold(server, |server, (id, values)| {
                     server.mut_arg(id, |arg| arg.default_values(values))
                 })
-            });
+            };
+            let command = match role {
+                server::Role::Server => command.mut_subcommand("server", apply),
+                server::Role::Proxy => command
+                    .mut_subcommand("wsproxy", |wsproxy| wsproxy.mut_subcommand("server", apply)),
+            };
             command.try_get_matches_from(&args)?
         }
         None => matches,
     };
     let mut cli = Cli::from_arg_matches(&matches)?;
-    if let Command::Server(server) = &mut cli.command {
-        server::attach_effective_yaml(server, &matches);
+    match &mut cli.command {
+        Command::Server(server) => server::attach_effective_yaml(server, &matches),
+        Command::Wsproxy {
+            command: wsproxy::WsproxyCommand::Server(proxy),
+        } if proxy.write_config => proxy.effective_yaml = server::effective_yaml(&matches),
+        _ => {}
     }
     Ok(cli)
 }
@@ -180,7 +193,15 @@ pub(crate) fn parse(
 /// Runs the parsed command.
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
-    if !matches!(command, Command::Server(_) | Command::Agent(_)) {
+    let runs_a_server = matches!(
+        command,
+        Command::Server(_)
+            | Command::Agent(_)
+            | Command::Wsproxy {
+                command: wsproxy::WsproxyCommand::Server(_)
+            }
+    );
+    if !runs_a_server {
         install_cli_logging(global.verbose);
     }
     match command {
@@ -212,7 +233,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Netcheck => netcheck::run(&global).await,
         Command::ConfigSsh(args) => config_ssh::run(&global, args).await,
         Command::Agent(args) => agent::run(args).await,
-        Command::Wsproxy(_) => unimplemented::run("wsproxy", 6),
+        Command::Wsproxy { command } => wsproxy::run(&global, command).await,
     }
 }
 

@@ -14,6 +14,7 @@ mod tls;
 mod tunnels;
 mod users_and_tokens;
 mod workspaces;
+mod wsproxy;
 
 use testkit::Coder;
 

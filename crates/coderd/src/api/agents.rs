@@ -21,7 +21,7 @@ use store::{NewAgentLog, WorkspaceAgentRow, WorkspaceRow};
 use tunnel::EndpointId;
 use uuid::Uuid;
 
-use crate::auth::{CurrentUser, hash_secret};
+use crate::auth::{CurrentProxy, CurrentUser, hash_secret};
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
 use crate::json::Json as JsonBody;
@@ -174,7 +174,7 @@ async fn manifest(
         shutdown_script: settings.shutdown_script,
         apps: settings.apps,
         metadata: settings.metadata,
-        derp_map: state.config.relay_map.clone(),
+        derp_map: super::workspace_proxies::relay_map(&state).await?,
         disable_direct_connections: state.config.block_direct_connections,
     }))
 }
@@ -373,11 +373,11 @@ async fn agent_logs(
 async fn connection_info(
     State(state): State<AppState>,
     _current: CurrentUser,
-) -> Json<AgentConnectionInfo> {
-    Json(AgentConnectionInfo {
-        derp_map: state.config.relay_map.clone(),
+) -> Result<Json<AgentConnectionInfo>, ApiError> {
+    Ok(Json(AgentConnectionInfo {
+        derp_map: super::workspace_proxies::relay_map(&state).await?,
         disable_direct_connections: state.config.block_direct_connections,
-    })
+    }))
 }
 
 #[derive(Deserialize)]
@@ -447,8 +447,44 @@ async fn client_coordinate(
 ) -> Result<impl IntoResponse, ApiError> {
     let endpoint = endpoint_id(&query)?;
     let agent = connectable_agent(&state, &current, id).await?;
-    let session = state.coordinator.client_session(agent.id, endpoint);
     tracing::debug!(agent_id = %agent.id, %endpoint, user = %current.user.username, "client joined the coordinator");
+    Ok(follow_agent(&state, agent.id, endpoint))
+}
+
+/// `GET /workspaceproxies/me/coordinate?agent_id=&endpoint_id=`: a workspace proxy's own
+/// endpoint joins an agent's clients, as the primary's does for apps and terminals it serves
+/// (users are authorized per request, with signed app tokens the primary issues).
+pub(crate) async fn proxy_coordinate(
+    State(state): State<AppState>,
+    CurrentProxy(proxy): CurrentProxy,
+    Query(query): Query<ProxyCoordinateQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let endpoint = endpoint_id(&CoordinateQuery {
+        endpoint_id: query.endpoint_id,
+    })?;
+    let agent = state
+        .store
+        .workspace_agent(query.agent_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tracing::debug!(agent_id = %agent.id, %endpoint, proxy = %proxy.name, "workspace proxy joined the coordinator");
+    Ok(follow_agent(&state, agent.id, endpoint))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProxyCoordinateQuery {
+    agent_id: Uuid,
+    endpoint_id: String,
+}
+
+/// Registers `endpoint` as a client of the agent while the stream lasts, and streams the
+/// agent's address as it changes.
+fn follow_agent(
+    state: &AppState,
+    agent_id: Uuid,
+    endpoint: EndpointId,
+) -> impl IntoResponse + use<> {
+    let session = state.coordinator.client_session(agent_id, endpoint);
     let events = futures_util::stream::unfold((session, true), |(mut session, first)| async move {
         if !first && session.address.changed().await.is_err() {
             return None;
@@ -460,10 +496,10 @@ async fn client_coordinate(
             .unwrap_or_default();
         Some((Ok::<_, Infallible>(event), (session, false)))
     });
-    Ok(sse(events))
+    sse(events)
 }
 
-fn sse(
+pub(crate) fn sse(
     events: impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
 ) -> impl IntoResponse {
     // Nginx buffers responses unless told otherwise; a coordinate stream must flow at once.

@@ -7,20 +7,19 @@
 //! the same 404 as for a workspace that does not exist. The session token never reaches the
 //! app: its cookie and header are removed from the forwarded request.
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::any;
-use hyper_util::rt::TokioIo;
-
-use crate::app_client::{self, Upstream};
-use crate::app_tokens::{self, Kind};
 use crate::auth::CurrentUser;
 use crate::authz::{Action, Resource};
 use crate::error::ApiError;
 use crate::state::AppState;
+use apps::client::Upstream;
+use apps::forward::{ProxyError, cookie, query_param, request_host, wants_html};
+use apps::names::{Target, parse_label, split_agent};
+use apps::tokens::{self as app_tokens, Kind};
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::any;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -60,14 +59,6 @@ async fn requester(state: &AppState, request: Request) -> (Option<CurrentUser>, 
         .await
         .ok();
     (current, Request::from_parts(parts, body))
-}
-
-/// What a request asks for inside the workspace.
-enum Target {
-    /// A template-declared app, by slug.
-    App(String),
-    /// Any port on the workspace's loopback (port URLs); `true` for HTTPS (`PORTs--...`).
-    Port(u16, bool),
 }
 
 /// Who asks.
@@ -198,14 +189,6 @@ async fn resolve_for(
     })
 }
 
-/// `WORKSPACE[.AGENT]`.
-fn split_agent(workspace: &str) -> (&str, Option<&str>) {
-    match workspace.split_once('.') {
-        Some((workspace, agent)) => (workspace, Some(agent)),
-        None => (workspace, None),
-    }
-}
-
 async fn proxy_path_app(
     state: AppState,
     user: String,
@@ -226,7 +209,7 @@ async fn proxy_path_app(
     // Read before awaiting: a request is not `Sync`, so no reference to it may cross an await.
     let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
     if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &scope).await {
-        return proxy(&state, &upstream, &path, request).await;
+        return Ok(forward(&state, &upstream, &path, request).await?);
     }
     let browser = wants_html(&request);
     let back = request
@@ -259,80 +242,6 @@ fn access_host(state: &AppState) -> String {
     }
 }
 
-/// Forwards `request` to `upstream`, at `path` below the app's own base path, over a pooled
-/// connection.
-async fn proxy(
-    state: &AppState,
-    upstream: &Upstream,
-    path: &str,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let mut request = request;
-    // A WebSocket (or other) upgrade passes through: both sides switch protocols and the
-    // bytes are copied until either closes.
-    let upgrade = upgrade_protocol(request.headers());
-    let client_upgrade = upgrade.as_ref().and_then(|_| {
-        request
-            .extensions_mut()
-            .remove::<hyper::upgrade::OnUpgrade>()
-    });
-    let (mut parts, body) = request.into_parts();
-    let query = parts
-        .uri
-        .query()
-        .map(|query| format!("?{query}"))
-        .unwrap_or_default();
-    // HTTP/2 requests carry the host in the URI only; the app gets it as a Host header.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(value) = HeaderValue::from_str(authority.as_str())
-    {
-        parts.headers.insert(header::HOST, value);
-    }
-    parts.uri = upstream
-        .uri(&format!("{path}{query}"))
-        .map_err(|_| ApiError::bad_request("The app path is not a valid URI."))?;
-    parts.version = axum::http::Version::HTTP_11;
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
-    forwarded_headers(&mut parts.headers, state, peer);
-    if let Some(protocol) = &upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, protocol.clone());
-    }
-    let mut response = state
-        .app_client
-        .request(Request::from_parts(parts, body))
-        .await
-        .map_err(|err| ApiError::bad_gateway(app_client::describe(&err, upstream.port)))?;
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
-    {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok((client, upstream)) => {
-                    let _ = tunnel::pipe::splice(
-                        &mut TokioIo::new(client),
-                        &mut TokioIo::new(upstream),
-                    )
-                    .await;
-                }
-                Err(err) => tracing::debug!(error = %err, "an app upgrade failed"),
-            }
-        });
-        let (parts, body) = response.into_parts();
-        return Ok(Response::from_parts(parts, Body::new(body)));
-    }
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
-}
-
 /// The upstream named by the request's signed app token, if it has one for `scope` and the
 /// server's tunnel to that agent is up (else the request takes the long way, which re-dials).
 async fn signed_upstream(state: &AppState, token: Option<&str>, scope: &str) -> Option<Upstream> {
@@ -360,7 +269,7 @@ async fn proxy_and_sign(
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let mut response = proxy(state, upstream, path, request).await?;
+    let mut response = forward(state, upstream, path, request).await?;
     let user_id = match who {
         Who::Anonymous => uuid::Uuid::nil(),
         Who::User(current) => current.user.id,
@@ -373,36 +282,35 @@ async fn proxy_and_sign(
         expires: chrono::Utc::now().timestamp() + app_tokens::SIGNED_SECONDS,
         upstream: Some(upstream.clone()),
     });
-    let cookie = format!(
-        "{}={token}; Path={cookie_path}; Max-Age={}; HttpOnly; SameSite=Lax{}",
-        app_tokens::SIGNED_COOKIE,
-        app_tokens::SIGNED_SECONDS,
-        secure_attribute(state)
-    );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    if let Some(value) = app_tokens::signed_cookie(&token, cookie_path, secure(state)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)
 }
 
-fn secure_attribute(state: &AppState) -> &'static str {
-    if state.config.access_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    }
+/// Cookies travel only over HTTPS when the deployment is served over it.
+fn secure(state: &AppState) -> bool {
+    state.config.access_url.scheme() == "https"
 }
 
-/// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade: ...`).
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+async fn forward(
+    state: &AppState,
+    upstream: &Upstream,
+    path: &str,
+    request: Request,
+) -> Result<Response, ProxyError> {
+    apps::forward::proxy(
+        &state.app_client,
+        &state.config.access_url,
+        upstream,
+        path,
+        request,
+    )
+    .await
+}
+
+fn wildcard_label(state: &AppState, host: &str) -> Option<String> {
+    apps::names::wildcard_label(state.config.wildcard_access_url.as_deref(), host)
 }
 
 /// Subdomain apps and port URLs: with `--wildcard-access-url *.apps.example.com`, the host
@@ -431,7 +339,7 @@ pub(crate) async fn subdomains(
     let path = request.uri().path().to_owned();
     let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
     if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &host).await {
-        return proxy(&state, &upstream, &path, request)
+        return forward(&state, &upstream, &path, request)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -474,49 +382,19 @@ pub(crate) async fn subdomains(
 /// Trades an exchange token for the host's app cookie, then sends the browser to the clean URL.
 fn exchange(state: &AppState, request: &Request, host: &str, token: &str) -> Response {
     let now = chrono::Utc::now().timestamp();
-    let Some(claims) = state.app_tokens.verify(token, Kind::Exchange, host, now) else {
-        return ApiError::unauthorized("This app sign-in link is invalid or has expired.")
+    apps::tokens::exchange(
+        &state.app_tokens,
+        request.uri(),
+        host,
+        token,
+        secure(state),
+        now,
+    )
+    .unwrap_or_else(|| {
+        ApiError::unauthorized("This app sign-in link is invalid or has expired.")
             .detail("Open the app again from the dashboard.")
-            .into_response();
-    };
-    let app_token = state.app_tokens.sign(&app_tokens::Claims {
-        kind: Kind::App,
-        user_id: claims.user_id,
-        scope: host.to_owned(),
-        expires: now + app_tokens::APP_SECONDS,
-        upstream: None,
-    });
-    let query: Vec<(String, String)> = request
-        .uri()
-        .query()
-        .map(|query| {
-            url::form_urlencoded::parse(query.as_bytes())
-                .filter(|(name, _)| name != app_tokens::EXCHANGE_PARAM)
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut clean = request.uri().path().to_owned();
-    if !query.is_empty() {
-        clean.push('?');
-        clean.push_str(
-            &url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(query)
-                .finish(),
-        );
-    }
-    let secure = secure_attribute(state);
-    // Host-only (no Domain attribute): no other subdomain, nor the dashboard, ever sees it.
-    let cookie = format!(
-        "{}={app_token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        app_tokens::APP_COOKIE,
-        app_tokens::APP_SECONDS
-    );
-    let mut response = Redirect::to(&clean).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+            .into_response()
+    })
 }
 
 /// `GET /api/v2/applications/auth-redirect?redirect_uri=...`: a signed-in user is sent back to
@@ -546,7 +424,8 @@ async fn auth_redirect(
         (None, _) => return Err(ApiError::bad_request("redirect_uri must be an app URL.")),
     };
     // Only this deployment's app hosts: never a token for somewhere else.
-    if wildcard_label(&state, &host).is_none() || !matches!(target.scheme(), "http" | "https") {
+    let ours = wildcard_label(&state, &host).is_some() || is_proxy_host(&state, &host).await?;
+    if !ours || !matches!(target.scheme(), "http" | "https") {
         return Err(ApiError::bad_request(
             "redirect_uri is not an app URL of this deployment.",
         ));
@@ -564,174 +443,117 @@ async fn auth_redirect(
     Ok(Redirect::to(back.as_str()).into_response())
 }
 
-pub(crate) fn api_routes() -> Router<AppState> {
-    Router::new().route(
-        "/applications/auth-redirect",
-        axum::routing::get(auth_redirect),
-    )
-}
-
-fn query_param(request: &Request, name: &str) -> Option<String> {
-    let query = request.uri().query()?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
-fn cookie(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-}
-
-fn wants_html(request: &Request) -> bool {
-    matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    ) && request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
-}
-
-/// The Host the client asked for, port included.
-fn request_host(request: &Request) -> Option<String> {
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .or_else(|| request.uri().host())
-        .map(str::to_ascii_lowercase)
-}
-
-/// The wildcard's `*` part of `host`, when it matches `--wildcard-access-url`.
-fn wildcard_label(state: &AppState, host: &str) -> Option<String> {
-    let wildcard = state.config.wildcard_access_url.as_deref()?;
-    let pattern = wildcard
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let suffix = pattern.strip_prefix('*')?;
-    let host = host.rsplit_once(':').map_or(host, |(name, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            name
-        } else {
-            host
-        }
-    });
-    let suffix = suffix.rsplit_once(':').map_or(suffix, |(name, _)| name);
-    let label = host
-        .to_ascii_lowercase()
-        .strip_suffix(&suffix.to_ascii_lowercase())?
-        .to_owned();
-    (!label.is_empty() && !label.contains('.')).then_some(label)
-}
-
-/// `SLUG--AGENT--WORKSPACE--USER` or `PORT[s]--AGENT--WORKSPACE--USER`.
-fn parse_label(label: &str) -> Option<(Target, String, String, String)> {
-    let parts: Vec<&str> = label.split("--").collect();
-    let [first, agent, workspace, user] = parts.as_slice() else {
-        return None;
-    };
-    if [first, agent, workspace, user]
-        .iter()
-        .any(|part| part.is_empty())
-    {
-        return None;
-    }
-    let (digits, https) = match first.strip_suffix('s') {
-        Some(digits) => (digits, true),
-        None => (*first, false),
-    };
-    let target = match digits.parse::<u16>() {
-        Ok(port) if port > 0 => Target::Port(port, https),
-        _ => Target::App((*first).to_owned()),
-    };
-    Some((
-        target,
-        (*agent).to_owned(),
-        (*workspace).to_owned(),
-        (*user).to_owned(),
-    ))
-}
-
-/// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-}
-
-/// Cookies that prove who the user is to us; an app never sees them.
-const OUR_COOKIES: [&str; 3] = [
-    sdk::SESSION_TOKEN_COOKIE,
-    app_tokens::APP_COOKIE,
-    app_tokens::SIGNED_COOKIE,
-];
-
-/// The request as the app sees it: no session token, and where it came from.
-fn forwarded_headers(headers: &mut HeaderMap, state: &AppState, peer: Option<std::net::IpAddr>) {
-    // Appended to what a proxy in front of us already recorded.
-    if let Some(peer) = peer {
-        let chain = match headers
-            .get("x-forwarded-for")
-            .and_then(|value| value.to_str().ok())
+/// Whether `host` (with its port, if any) is a workspace proxy's access host or under its
+/// wildcard: the hosts a sign-in may be handed to besides our own app hosts.
+async fn is_proxy_host(state: &AppState, host: &str) -> Result<bool, ApiError> {
+    for proxy in state.store.workspace_proxies().await? {
+        let access = url::Url::parse(&proxy.url).ok();
+        let access_host = access.as_ref().and_then(|url| {
+            let name = url.host_str()?;
+            Some(match url.port() {
+                Some(port) => format!("{name}:{port}"),
+                None => name.to_owned(),
+            })
+        });
+        let wildcard =
+            (!proxy.wildcard_hostname.is_empty()).then_some(proxy.wildcard_hostname.as_str());
+        if access_host.is_some_and(|access| access.eq_ignore_ascii_case(host))
+            || apps::names::wildcard_label(wildcard, host).is_some()
         {
-            Some(earlier) => format!("{earlier}, {peer}"),
-            None => peer.to_string(),
-        };
-        if let Ok(value) = HeaderValue::from_str(&chain) {
-            headers.insert("x-forwarded-for", value);
+            return Ok(true);
         }
     }
-    strip_hop_by_hop(headers);
-    headers.remove(sdk::SESSION_TOKEN_HEADER);
-    let cookies: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .map(str::trim)
-        .filter(|cookie| {
-            let name = cookie.split('=').next().unwrap_or_default();
-            !cookie.is_empty() && !OUR_COOKIES.contains(&name)
-        })
-        .map(str::to_owned)
-        .collect();
-    headers.remove(header::COOKIE);
-    if !cookies.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&cookies.join("; "))
-    {
-        headers.insert(header::COOKIE, value);
-    }
-    let access = &state.config.access_url;
-    if let Some(host) = access.host_str() {
-        let host = match access.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
-        if let Ok(value) = HeaderValue::from_str(&host) {
-            headers.insert("x-forwarded-host", value);
+    Ok(false)
+}
+
+/// `POST /api/v2/workspaceproxies/me/issue-signed-app-token`: a workspace proxy asks whether
+/// the user behind a request (session token, or the proxy host's app cookie) may open an app;
+/// the answer is a signed app token for the proxy to verify and keep as a cookie.
+async fn issue_signed_app_token(
+    State(state): State<AppState>,
+    crate::auth::CurrentProxy(proxy): crate::auth::CurrentProxy,
+    crate::json::Json(request): crate::json::Json<sdk::IssueSignedAppTokenRequest>,
+) -> Result<axum::Json<sdk::IssueSignedAppTokenResponse>, ApiError> {
+    let app = &request.app_request;
+    let current = match &request.session_token {
+        Some(token) => Some(crate::auth::authenticate(&state, token.expose()).await?),
+        None => None,
+    };
+    let now = chrono::Utc::now().timestamp();
+    // An app cookie is bound to the host that set it: the scope's host.
+    let scope_host = request.scope.split('/').next().unwrap_or_default();
+    let cookie_user = match (&current, &request.app_cookie) {
+        (None, Some(cookie)) => {
+            match state
+                .app_tokens
+                .verify(cookie.expose(), Kind::App, scope_host, now)
+            {
+                Some(claims) => Some(CurrentUser::by_id(&state, claims.user_id).await?.id),
+                None => None,
+            }
         }
-    }
-    if let Ok(value) = HeaderValue::from_str(access.scheme()) {
-        headers.insert("x-forwarded-proto", value);
-    }
+        _ => None,
+    };
+    let who = match (&current, cookie_user) {
+        (Some(current), _) => Who::User(current),
+        (None, Some(user_id)) => Who::AppToken(user_id),
+        (None, None) => Who::Anonymous,
+    };
+    let upstream = if app.access_method == "terminal" {
+        let current = current.as_ref().ok_or_else(|| {
+            ApiError::unauthorized("You are not signed in.")
+                .detail("The web terminal needs a session token.")
+        })?;
+        let agent_id = uuid::Uuid::try_parse(&app.agent)
+            .map_err(|_| ApiError::bad_request("agent must be an agent id for the terminal."))?;
+        let agent = super::agents::connectable_agent(&state, current, agent_id).await?;
+        Upstream {
+            agent_id: agent.id,
+            port: 0,
+            https: false,
+            base_path: String::new(),
+        }
+    } else {
+        let target = match app.access_method.as_str() {
+            "path" => Target::App(app.app.clone()),
+            "subdomain" => apps::names::subdomain_target(&app.app),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown access method {other:?}; expected path, subdomain or terminal."
+                )));
+            }
+        };
+        let agent = (!app.agent.is_empty()).then_some(app.agent.as_str());
+        resolve(&state, who, &app.username, &app.workspace, agent, &target).await?
+    };
+    tracing::debug!(proxy = %proxy.name, scope = %request.scope, "issued a signed app token to a workspace proxy");
+    let user_id = match who {
+        Who::Anonymous => uuid::Uuid::nil(),
+        Who::User(current) => current.user.id,
+        Who::AppToken(user_id) => user_id,
+    };
+    let token = state.app_tokens.sign(&app_tokens::Claims {
+        kind: Kind::Signed,
+        user_id,
+        scope: request.scope.clone(),
+        expires: now + app_tokens::SIGNED_SECONDS,
+        upstream: Some(upstream),
+    });
+    Ok(axum::Json(sdk::IssueSignedAppTokenResponse {
+        signed_token: sdk::Secret::new(token),
+    }))
+}
+
+pub(crate) fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/applications/auth-redirect",
+            axum::routing::get(auth_redirect),
+        )
+        .route(
+            "/workspaceproxies/me/issue-signed-app-token",
+            axum::routing::post(issue_signed_app_token),
+        )
 }
 
 impl ApiError {
@@ -741,39 +563,8 @@ impl ApiError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels() {
-        let Some((Target::App(slug), agent, workspace, user)) =
-            parse_label("code--main--dev--alice")
-        else {
-            panic!("an app label parses");
-        };
-        assert_eq!(
-            (
-                slug.as_str(),
-                agent.as_str(),
-                workspace.as_str(),
-                user.as_str()
-            ),
-            ("code", "main", "dev", "alice")
-        );
-        assert!(matches!(
-            parse_label("8080--main--dev--alice"),
-            Some((Target::Port(8080, false), ..))
-        ));
-        assert!(matches!(
-            parse_label("8443s--main--dev--alice"),
-            Some((Target::Port(8443, true), ..))
-        ));
-        assert!(parse_label("code--dev--alice").is_none());
-        assert!(parse_label("code----dev--alice").is_none());
-        assert!(matches!(
-            parse_label("0--main--dev--alice"),
-            Some((Target::App(_), ..))
-        ));
+impl From<ProxyError> for ApiError {
+    fn from(err: ProxyError) -> Self {
+        ApiError::new(err.status, err.message)
     }
 }

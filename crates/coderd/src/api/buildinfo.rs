@@ -41,6 +41,9 @@ async fn experiments(State(state): State<AppState>, _user: CurrentUser) -> Json<
 }
 
 /// The relay map (Tailscale's DERP-map format), for clients and agents.
-async fn derp_map(State(state): State<AppState>, _user: CurrentUser) -> Json<sdk::DerpMap> {
-    Json(state.config.relay_map.clone())
+async fn derp_map(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Result<Json<sdk::DerpMap>, crate::error::ApiError> {
+    Ok(Json(super::workspace_proxies::relay_map(&state).await?))
 }

@@ -12,6 +12,7 @@ mod site;
 mod templates;
 mod terminal;
 mod users;
+mod workspace_proxies;
 mod workspaces;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(templates::routes())
         .merge(provisionerdaemons::routes())
         .merge(workspaces::routes())
+        .merge(workspace_proxies::routes())
         .merge(agents::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Route not found.")

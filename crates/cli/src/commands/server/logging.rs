@@ -34,7 +34,7 @@ fn writer(path: &str, option: &str) -> Result<Option<(BoxMakeWriter, bool)>> {
 }
 
 /// Installs the subscriber for the process.
-pub(super) fn install(human: &str, json: &str, filter: Option<&str>, verbose: bool) -> Result<()> {
+pub(crate) fn install(human: &str, json: &str, filter: Option<&str>, verbose: bool) -> Result<()> {
     let default = if verbose { "debug" } else { "info" };
     let directives = filter.unwrap_or(default);
     // The relay and HTTP crates are chatty at debug; keep them at warn unless asked.

@@ -1,7 +1,7 @@
 //! `coder server`: validates the options, binds the listeners, starts the control plane and
 //! runs until SIGINT or SIGTERM. Also `coder server postgres-builtin-serve`.
 
-mod logging;
+pub(crate) mod logging;
 mod options;
 mod provisioners;
 
@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
-pub(crate) use options::config_file_defaults;
+pub(crate) use options::{Role, config_file_defaults};
 
 use crate::commands::GlobalArgs;
 use crate::output;
@@ -200,6 +200,11 @@ pub(crate) struct ServerArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "Networking")]
     disable_path_apps: bool,
+    /// How often the health of each workspace proxy is checked (sooner after one registers,
+    /// leaves or is changed).
+    #[arg(long, env = "CODER_PROXY_HEALTH_INTERVAL", default_value = "1m",
+          value_parser = parse_duration, help_heading = "Networking / HTTP")]
+    proxy_health_interval: Duration,
     /// A relay map (Tailscale's DERP-map JSON) fetched at start and merged with the embedded
     /// region. Its relays must speak iroh's relay protocol.
     #[arg(
@@ -269,13 +274,18 @@ enum ServerCommand {
 /// Fills `effective_yaml` when `--write-config` was given (needs the raw matches).
 pub(crate) fn attach_effective_yaml(args: &mut ServerArgs, matches: &clap::ArgMatches) {
     if args.write_config
-        && let Some(("server", server)) = matches.subcommand()
+        && let Some((role, server)) = options::Role::of(matches)
     {
-        args.effective_yaml = Some(options::effective_yaml(server));
+        args.effective_yaml = Some(options::effective_yaml(role, server));
     }
 }
 
-fn parse_http_url(value: &str) -> Result<Url, String> {
+/// [`attach_effective_yaml`] for `coder wsproxy server`.
+pub(crate) fn effective_yaml(matches: &clap::ArgMatches) -> Option<String> {
+    options::Role::of(matches).map(|(role, server)| options::effective_yaml(role, server))
+}
+
+pub(crate) fn parse_http_url(value: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|err| err.to_string())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err("must be an http:// or https:// URL with a host".to_owned());
@@ -283,7 +293,7 @@ fn parse_http_url(value: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn parse_wildcard(value: &str) -> Result<String, String> {
+pub(crate) fn parse_wildcard(value: &str) -> Result<String, String> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(String::new());
@@ -299,7 +309,7 @@ fn parse_wildcard(value: &str) -> Result<String, String> {
 }
 
 /// Accepts `host:port`, `:port` (all interfaces) or the empty string (disabled).
-fn parse_listen_address(value: &str) -> Result<String, String> {
+pub(crate) fn parse_listen_address(value: &str) -> Result<String, String> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(String::new());
@@ -320,13 +330,13 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|err| format!("{err} (e.g. 24h, 30m, 7d)"))
 }
 
-async fn bind(address: &str, option: &str) -> Result<TcpListener> {
+pub(crate) async fn bind(address: &str, option: &str) -> Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {option} {address}"))
 }
 
-fn single_file(files: &[PathBuf], option: &str) -> Result<PathBuf> {
+pub(crate) fn single_file(files: &[PathBuf], option: &str) -> Result<PathBuf> {
     match files {
         [file] => Ok(file.clone()),
         [] => bail!("{option} is required with --tls-enable"),
@@ -335,7 +345,7 @@ fn single_file(files: &[PathBuf], option: &str) -> Result<PathBuf> {
 }
 
 /// The access URL to use when none is configured: the listener's own address.
-fn default_access_url(address: SocketAddr, scheme: &str) -> Result<Url> {
+pub(crate) fn default_access_url(address: SocketAddr, scheme: &str) -> Result<Url> {
     let host = if address.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else if address.is_ipv6() {
@@ -435,6 +445,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         relay_map,
         block_direct_connections: args.block_direct_connections,
         disable_path_apps: args.disable_path_apps,
+        proxy_health_interval: args.proxy_health_interval,
     };
     let handle = match coderd::spawn(config, listeners).await {
         Ok(handle) => handle,
@@ -546,7 +557,7 @@ fn display_url(url: &Url) -> &str {
     url.as_str().trim_end_matches('/')
 }
 
-async fn wait_for_signal() -> Result<()> {
+pub(crate) async fn wait_for_signal() -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     tokio::select! {

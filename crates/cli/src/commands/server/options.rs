@@ -97,6 +97,11 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
         Kind::Text,
     ),
     option(
+        "proxy_health_interval",
+        "networking.http.proxyHealthInterval",
+        Kind::Text,
+    ),
+    option(
         "disable_path_apps",
         "networking.disablePathApps",
         Kind::Bool,
@@ -144,6 +149,98 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     option("experiments", "experiments", Kind::List),
 ];
 
+/// `coder wsproxy server`'s options: its own, and the subset of the server's it shares.
+pub(crate) const PROXY_OPTIONS: &[OptionSpec] = &[
+    option(
+        "primary_access_url",
+        "externalWorkspaceProxy.primaryAccessURL",
+        Kind::Text,
+    ),
+    OptionSpec {
+        id: "proxy_session_token",
+        yaml: "externalWorkspaceProxy.proxySessionToken",
+        kind: Kind::Text,
+        secret: true,
+    },
+    option("derp_only", "externalWorkspaceProxy.derpOnly", Kind::Bool),
+    option("access_url", "networking.accessURL", Kind::Text),
+    option(
+        "wildcard_access_url",
+        "networking.wildcardAccessURL",
+        Kind::Text,
+    ),
+    option("http_address", "networking.http.httpAddress", Kind::Text),
+    option("tls_enable", "networking.tls.enable", Kind::Bool),
+    option("tls_address", "networking.tls.address", Kind::Text),
+    option("tls_cert_file", "networking.tls.certFiles", Kind::List),
+    option("tls_key_file", "networking.tls.keyFiles", Kind::List),
+    option("tls_client_auth", "networking.tls.clientAuth", Kind::Text),
+    option(
+        "tls_client_ca_file",
+        "networking.tls.clientCAFile",
+        Kind::Text,
+    ),
+    option("tls_min_version", "networking.tls.minVersion", Kind::Text),
+    option(
+        "derp_server_enable",
+        "networking.derp.server.enable",
+        Kind::Bool,
+    ),
+    option(
+        "block_direct_connections",
+        "networking.derp.blockDirect",
+        Kind::Bool,
+    ),
+    option(
+        "disable_path_apps",
+        "networking.disablePathApps",
+        Kind::Bool,
+    ),
+    option(
+        "prometheus_enable",
+        "introspection.prometheus.enable",
+        Kind::Bool,
+    ),
+    option(
+        "prometheus_address",
+        "introspection.prometheus.address",
+        Kind::Text,
+    ),
+    option("log_human", "introspection.logging.humanPath", Kind::Text),
+    option("log_json", "introspection.logging.jsonPath", Kind::Text),
+    option("log_filter", "introspection.logging.filter", Kind::Text),
+];
+
+/// Which command's options a config file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `coder server`.
+    Server,
+    /// `coder wsproxy server`.
+    Proxy,
+}
+
+impl Role {
+    pub(super) fn options(self) -> &'static [OptionSpec] {
+        match self {
+            Role::Server => OPTIONS,
+            Role::Proxy => PROXY_OPTIONS,
+        }
+    }
+
+    /// The matches of the role's own subcommand, when argv ran it.
+    pub(crate) fn of(matches: &ArgMatches) -> Option<(Role, &ArgMatches)> {
+        match matches.subcommand() {
+            Some(("server", server)) => Some((Role::Server, server)),
+            Some(("wsproxy", wsproxy)) => match wsproxy.subcommand() {
+                Some(("server", server)) => Some((Role::Proxy, server)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 fn config_error(path: &std::path::Path, message: impl std::fmt::Display) -> clap::Error {
     clap::Error::raw(
         ErrorKind::InvalidValue,
@@ -158,8 +255,8 @@ pub(crate) type YamlDefaults = Vec<(&'static str, Vec<String>)>;
 /// environment variable set, to become their defaults. `None` when there is no config file.
 pub(crate) fn config_file_defaults(
     matches: &ArgMatches,
-) -> Result<Option<YamlDefaults>, clap::Error> {
-    let Some(("server", server)) = matches.subcommand() else {
+) -> Result<Option<(Role, YamlDefaults)>, clap::Error> {
+    let Some((role, server)) = Role::of(matches) else {
         return Ok(None);
     };
     let Some(path) = server.get_one::<PathBuf>("config") else {
@@ -171,7 +268,7 @@ pub(crate) fn config_file_defaults(
     flatten(&yaml, String::new(), &mut leaves);
     let mut defaults = Vec::new();
     for (key, value) in leaves {
-        let Some(spec) = OPTIONS.iter().find(|spec| spec.yaml == key) else {
+        let Some(spec) = role.options().iter().find(|spec| spec.yaml == key) else {
             return Err(config_error(path, format!("unknown key {key:?}")));
         };
         let set_elsewhere = matches!(
@@ -185,7 +282,7 @@ pub(crate) fn config_file_defaults(
             .ok_or_else(|| config_error(path, format!("{key} has the wrong type")))?;
         defaults.push((spec.id, values));
     }
-    Ok(Some(defaults))
+    Ok(Some((role, defaults)))
 }
 
 /// Collects `(dotted.path, value)` for every non-mapping value.
@@ -233,9 +330,9 @@ fn to_strings(value: &Value, kind: Kind) -> Option<Vec<String>> {
 }
 
 /// The effective configuration as YAML, secrets left out.
-pub(crate) fn effective_yaml(server: &ArgMatches) -> String {
+pub(crate) fn effective_yaml(role: Role, server: &ArgMatches) -> String {
     let mut root = Mapping::new();
-    for spec in OPTIONS.iter().filter(|spec| !spec.secret) {
+    for spec in role.options().iter().filter(|spec| !spec.secret) {
         let raw: Vec<String> = server
             .get_raw(spec.id)
             .map(|values| {

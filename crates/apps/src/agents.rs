@@ -1,9 +1,11 @@
-//! The server as a tunnel client: it dials workspace agents itself (direct when it can, else
-//! through a relay) for what browsers reach through it (workspace apps, later the web
-//! terminal). Browsers never get a path of their own to an agent.
+//! A server (the primary or a workspace proxy) as a tunnel client: it dials workspace agents
+//! itself (direct when it can, else through a relay) for what browsers reach through it
+//! (workspace apps, the web terminal, listening ports). Browsers never get a path of their own
+//! to an agent.
 //!
-//! One endpoint per server, bound on first use; one cached connection per agent, registered
-//! with the in-process coordinator like any client, so the agent admits it.
+//! One endpoint per server, bound on first use; one cached connection per agent. Where the
+//! agent is, and the agent's permission to admit this endpoint, come from an [`AddressBook`]:
+//! the primary's in-process coordinator, or the primary's coordinator over HTTP for a proxy.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,14 +18,12 @@ use tunnel::{
 };
 use uuid::Uuid;
 
-use crate::coordinator::{ClientSession, Coordinator};
-
 /// How long to wait for an agent's address and for the tunnel to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the server could not reach an agent.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AgentConnError {
+pub enum AgentConnError {
     #[error("the server's tunnel endpoint could not start: {0}")]
     Bind(#[from] tunnel::BindError),
     #[error("the workspace agent is not connected")]
@@ -36,9 +36,24 @@ pub(crate) enum AgentConnError {
     Stream(String),
 }
 
+/// Where agents are, and who they admit.
+pub trait AddressBook: Send + Sync + 'static {
+    /// Registers `endpoint` as a client of `agent_id` (so the agent admits it) for as long as
+    /// the returned guard lives, and follows the agent's published address.
+    fn follow(&self, agent_id: Uuid, endpoint: tunnel::EndpointId) -> Following;
+}
+
+/// An agent's address as it changes, and the registration that lets this endpoint in.
+pub struct Following {
+    /// `None` until the agent publishes an address.
+    pub address: tokio::sync::watch::Receiver<Option<sdk::TunnelAddress>>,
+    /// Dropped when the connection is: ends the registration.
+    pub guard: Box<dyn Send + Sync>,
+}
+
 struct Cached {
     connection: Connection,
-    _session: ClientSession,
+    _guard: Box<dyn Send + Sync>,
     follow: tokio::task::JoinHandle<()>,
 }
 
@@ -50,12 +65,12 @@ impl Drop for Cached {
 
 /// Shared by all handlers; cheap to clone.
 #[derive(Clone)]
-pub(crate) struct AgentConnector {
+pub struct AgentConnector {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    coordinator: Coordinator,
+    addresses: Box<dyn AddressBook>,
     relay_map: sdk::DerpMap,
     direct: bool,
     secret_key: SecretKey,
@@ -64,10 +79,11 @@ struct Inner {
 }
 
 impl AgentConnector {
-    pub(crate) fn new(coordinator: Coordinator, relay_map: sdk::DerpMap, direct: bool) -> Self {
+    /// A connector using `relay_map`'s relays (and direct paths unless `direct` is false).
+    pub fn new(addresses: impl AddressBook, relay_map: sdk::DerpMap, direct: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
-                coordinator,
+                addresses: Box::new(addresses),
                 relay_map,
                 direct,
                 secret_key: SecretKey::generate(),
@@ -98,7 +114,7 @@ impl AgentConnector {
 
     /// Opens a stream to one of the agent's services, over the cached tunnel (re-dialled
     /// once if it broke).
-    pub(crate) async fn open(
+    pub async fn open(
         &self,
         agent_id: Uuid,
         request: &StreamRequest,
@@ -123,7 +139,7 @@ impl AgentConnector {
     }
 
     /// Whether a live tunnel to the agent is open (so a request to it will not wait to dial).
-    pub(crate) async fn is_connected(&self, agent_id: Uuid) -> bool {
+    pub async fn is_connected(&self, agent_id: Uuid) -> bool {
         self.inner
             .connections
             .lock()
@@ -140,11 +156,11 @@ impl AgentConnector {
             return Ok(cached.clone());
         }
         let (endpoint, lookup) = self.endpoint().await?;
-        let session = self
+        let following = self
             .inner
-            .coordinator
-            .client_session(agent_id, self.inner.secret_key.public());
-        let mut addresses = session.address.clone();
+            .addresses
+            .follow(agent_id, self.inner.secret_key.public());
+        let mut addresses = following.address.clone();
         let address = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
                 let current = addresses.borrow_and_update().clone();
@@ -185,7 +201,7 @@ impl AgentConnector {
         .map_err(|err| AgentConnError::Connect(err.to_string()))?;
         let cached = Arc::new(Cached {
             connection,
-            _session: session,
+            _guard: following.guard,
             follow,
         });
         connections.insert(agent_id, cached.clone());

@@ -38,7 +38,7 @@ struct RelayFailed(String);
 
 /// Serves `router` (and the relay, when given) on `listener` until `cancel` fires, then
 /// drains. Cancel-safe only through `cancel`: dropping the future aborts every connection.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,

@@ -20,7 +20,7 @@ use tunnel::proto::StreamRequest;
 use tunnel::{RecvStream, SendStream};
 use uuid::Uuid;
 
-use crate::agent_conn::{AgentConnError, AgentConnector};
+use crate::agents::{AgentConnError, AgentConnector};
 
 /// How long an unused upstream connection stays in the pool.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,18 +29,18 @@ const MAX_IDLE_PER_APP: usize = 64;
 
 /// Where an app request goes inside a workspace.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Upstream {
-    pub(crate) agent_id: Uuid,
-    pub(crate) port: u16,
+pub struct Upstream {
+    pub agent_id: Uuid,
+    pub port: u16,
     /// The app speaks HTTPS (its certificate is not checked: see [`AnyCertificate`]).
-    pub(crate) https: bool,
+    pub https: bool,
     /// The app URL's path, without its trailing slash.
-    pub(crate) base_path: String,
+    pub base_path: String,
 }
 
 impl Upstream {
     /// The absolute URI the pooled client is given for `path_and_query` on this upstream.
-    pub(crate) fn uri(&self, path_and_query: &str) -> Result<Uri, axum::http::uri::InvalidUri> {
+    pub fn uri(&self, path_and_query: &str) -> Result<Uri, axum::http::uri::InvalidUri> {
         let scheme = if self.https { "https" } else { "http" };
         format!(
             "{scheme}://{}.{}.agent{}{path_and_query}",
@@ -54,7 +54,7 @@ impl Upstream {
 
 /// Why a connection to an app could not be made.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DialError {
+pub enum DialError {
     #[error("{0}")]
     Agent(#[from] AgentConnError),
     #[error("TLS with the app failed: {0}")]
@@ -63,9 +63,9 @@ pub(crate) enum DialError {
     BadUri(String),
 }
 
-pub(crate) type AppClient = Client<TunnelConnector, Body>;
+pub type AppClient = Client<TunnelConnector, Body>;
 
-pub(crate) fn client(agents: AgentConnector) -> AppClient {
+pub fn client(agents: AgentConnector) -> AppClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(MAX_IDLE_PER_APP)
@@ -76,7 +76,7 @@ pub(crate) fn client(agents: AgentConnector) -> AppClient {
 
 /// Opens a stream to the agent's TCP forwarder for each new upstream connection.
 #[derive(Clone)]
-pub(crate) struct TunnelConnector(AgentConnector);
+pub struct TunnelConnector(AgentConnector);
 
 impl tower::Service<Uri> for TunnelConnector {
     type Response = TokioIo<AppStream>;
@@ -121,7 +121,7 @@ fn parse_host(uri: &Uri) -> Option<(u16, Uuid)> {
 type Tunnel = Join<RecvStream, SendStream>;
 
 /// One upstream connection: a tunnel stream, with TLS on top for HTTPS apps.
-pub(crate) enum AppStream {
+pub enum AppStream {
     Plain(Tunnel),
     Tls(Box<tokio_rustls::client::TlsStream<Tunnel>>),
 }
@@ -174,7 +174,7 @@ impl AsyncWrite for AppStream {
 
 /// The most useful line for a user out of a failed app request: the dial error if there is
 /// one (agent offline, port refused, TLS), else the HTTP error itself.
-pub(crate) fn describe(err: &hyper_util::client::legacy::Error, port: u16) -> String {
+pub fn describe(err: &hyper_util::client::legacy::Error, port: u16) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
         if let Some(dial) = current.downcast_ref::<DialError>() {

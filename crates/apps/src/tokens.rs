@@ -23,26 +23,26 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app_client::Upstream;
+use crate::client::Upstream;
 
 /// The query parameter that carries an exchange token.
-pub(crate) const EXCHANGE_PARAM: &str = "coder_application_connect_api_key";
+pub const EXCHANGE_PARAM: &str = "coder_application_connect_api_key";
 /// The subdomain cookie that carries an app token.
-pub(crate) const APP_COOKIE: &str = "coder_subdomain_app_session_token";
+pub const APP_COOKIE: &str = "coder_subdomain_app_session_token";
 /// The cookie that carries a signed token for one app.
-pub(crate) const SIGNED_COOKIE: &str = "coder_signed_app_token";
+pub const SIGNED_COOKIE: &str = "coder_signed_app_token";
 /// How long an exchange token lives: one redirect.
-pub(crate) const EXCHANGE_SECONDS: i64 = 60;
+pub const EXCHANGE_SECONDS: i64 = 60;
 /// How long an app cookie lives before the browser goes through the exchange again (which
 /// re-checks the user's access).
-pub(crate) const APP_SECONDS: i64 = 3600;
+pub const APP_SECONDS: i64 = 3600;
 /// How long a signed app token lets requests skip the authorization checks.
-pub(crate) const SIGNED_SECONDS: i64 = 60;
+pub const SIGNED_SECONDS: i64 = 60;
 
 /// What a token is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Kind {
+pub enum Kind {
     /// One redirect from the dashboard to a subdomain app.
     Exchange,
     /// A user's identity on one subdomain app host.
@@ -53,41 +53,108 @@ pub(crate) enum Kind {
 
 /// What a token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Claims {
-    pub(crate) kind: Kind,
+pub struct Claims {
+    pub kind: Kind,
     /// The user; nil for anonymous access to a public app.
-    pub(crate) user_id: Uuid,
+    pub user_id: Uuid,
     /// The only app it is good for: a subdomain app's host, or a path app's
     /// `/@USER/WORKSPACE[.AGENT]/apps/SLUG` under the access URL's host.
-    pub(crate) scope: String,
+    pub scope: String,
     /// Unix seconds after which it is refused.
-    pub(crate) expires: i64,
+    pub expires: i64,
     /// Where the app lives ([`Kind::Signed`] only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) upstream: Option<Upstream>,
+    pub upstream: Option<Upstream>,
+}
+
+/// `Set-Cookie` for a signed app token: `HttpOnly`, `SameSite=Lax`, for `path` on the host
+/// that sets it, living as long as the token.
+pub fn signed_cookie(token: &str, path: &str, secure: bool) -> Option<axum::http::HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    axum::http::HeaderValue::from_str(&format!(
+        "{SIGNED_COOKIE}={token}; Path={path}; Max-Age={SIGNED_SECONDS}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .ok()
+}
+
+/// `Set-Cookie` for an app cookie (a user's identity on one app host): host-only, so no other
+/// subdomain (nor the dashboard) ever sees it.
+pub fn app_cookie(token: &str, secure: bool) -> Option<axum::http::HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    axum::http::HeaderValue::from_str(&format!(
+        "{APP_COOKIE}={token}; Path=/; Max-Age={APP_SECONDS}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .ok()
+}
+
+/// Trades an exchange token (from `uri`'s query) for an app cookie for `host`, and sends the
+/// browser on to the same URL without the token. `None` when the token is not a valid
+/// exchange token for `host`.
+pub fn exchange(
+    signer: &Signer,
+    uri: &axum::http::Uri,
+    host: &str,
+    token: &str,
+    secure: bool,
+    now: i64,
+) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let claims = signer.verify(token, Kind::Exchange, host, now)?;
+    let app_token = signer.sign(&Claims {
+        kind: Kind::App,
+        user_id: claims.user_id,
+        scope: host.to_owned(),
+        expires: now + APP_SECONDS,
+        upstream: None,
+    });
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .filter(|(name, _)| name != EXCHANGE_PARAM)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut clean = uri.path().to_owned();
+    if !query.is_empty() {
+        clean.push('?');
+        clean.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish(),
+        );
+    }
+    let mut response = axum::response::Redirect::to(&clean).into_response();
+    if let Some(value) = app_cookie(&app_token, secure) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, value);
+    }
+    Some(response)
 }
 
 /// Signs and checks tokens with the deployment's key.
 #[derive(Clone)]
-pub(crate) struct Signer {
+pub struct Signer {
     key: hmac::Key,
 }
 
 impl Signer {
-    pub(crate) fn new(key: &[u8]) -> Self {
+    pub fn new(key: &[u8]) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, key),
         }
     }
 
-    pub(crate) fn sign(&self, claims: &Claims) -> String {
+    pub fn sign(&self, claims: &Claims) -> String {
         let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
         let mac = B64.encode(hmac::sign(&self.key, payload.as_bytes()));
         format!("{payload}.{mac}")
     }
 
     /// The claims, if the signature holds, the token is of `kind`, for `scope`, and unexpired.
-    pub(crate) fn verify(&self, token: &str, kind: Kind, scope: &str, now: i64) -> Option<Claims> {
+    pub fn verify(&self, token: &str, kind: Kind, scope: &str, now: i64) -> Option<Claims> {
         let (payload, mac) = token.split_once('.')?;
         hmac::verify(&self.key, payload.as_bytes(), &B64.decode(mac).ok()?).ok()?;
         let claims: Claims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;

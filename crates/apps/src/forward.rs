@@ -1,0 +1,255 @@
+//! Forwarding one request to an app inside a workspace: the request as the app should see it
+//! (no session token or our cookies, hop-by-hop headers dropped, `X-Forwarded-*` set), over a
+//! pooled connection, with upgrades (WebSockets) spliced through; and reading what a request
+//! carries (its host, cookies, whether a browser sent it).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use url::Url;
+
+use crate::client::{AppClient, Upstream, describe};
+use crate::tokens;
+
+/// Why a request did not reach the app: a status and a sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ProxyError {
+    /// 502: the workspace side failed.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_GATEWAY,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request cannot be forwarded.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(sdk::Response::message(self.message)),
+        )
+            .into_response()
+    }
+}
+
+/// Forwards `request` to `upstream`, at `path` below the app's own base path, over a pooled
+/// connection.
+pub async fn proxy(
+    client: &AppClient,
+    access_url: &Url,
+    upstream: &Upstream,
+    path: &str,
+    request: Request,
+) -> Result<Response, ProxyError> {
+    let mut request = request;
+    // A WebSocket (or other) upgrade passes through: both sides switch protocols and the
+    // bytes are copied until either closes.
+    let upgrade = upgrade_protocol(request.headers());
+    let client_upgrade = upgrade.as_ref().and_then(|_| {
+        request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+    });
+    let (mut parts, body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
+    // HTTP/2 requests carry the host in the URI only; the app gets it as a Host header.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    parts.uri = upstream
+        .uri(&format!("{path}{query}"))
+        .map_err(|_| ProxyError::bad_request("The app path is not a valid URI."))?;
+    parts.version = axum::http::Version::HTTP_11;
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    forwarded_headers(&mut parts.headers, access_url, peer);
+    if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let mut response = client
+        .request(Request::from_parts(parts, body))
+        .await
+        .map_err(|err| ProxyError::bad_gateway(describe(&err, upstream.port)))?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let _ = tunnel::pipe::splice(
+                        &mut TokioIo::new(client),
+                        &mut TokioIo::new(upstream),
+                    )
+                    .await;
+                }
+                Err(err) => tracing::debug!(error = %err, "an app upgrade failed"),
+            }
+        });
+        let (parts, body) = response.into_parts();
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade: ...`).
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+/// Cookies that prove who the user is to us; an app never sees them.
+pub const OUR_COOKIES: [&str; 3] = [
+    sdk::SESSION_TOKEN_COOKIE,
+    tokens::APP_COOKIE,
+    tokens::SIGNED_COOKIE,
+];
+
+/// The request as the app sees it: no session token, and where it came from.
+pub fn forwarded_headers(
+    headers: &mut HeaderMap,
+    access_url: &Url,
+    peer: Option<std::net::IpAddr>,
+) {
+    // Appended to what a proxy in front of us already recorded.
+    if let Some(peer) = peer {
+        let chain = match headers
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+        {
+            Some(earlier) => format!("{earlier}, {peer}"),
+            None => peer.to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            headers.insert("x-forwarded-for", value);
+        }
+    }
+    strip_hop_by_hop(headers);
+    headers.remove(sdk::SESSION_TOKEN_HEADER);
+    let cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|cookie| {
+            let name = cookie.split('=').next().unwrap_or_default();
+            !cookie.is_empty() && !OUR_COOKIES.contains(&name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !cookies.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&cookies.join("; "))
+    {
+        headers.insert(header::COOKIE, value);
+    }
+    let access = access_url;
+    if let Some(host) = access.host_str() {
+        let host = match access.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            headers.insert("x-forwarded-host", value);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(access.scheme()) {
+        headers.insert("x-forwarded-proto", value);
+    }
+}
+
+/// A query parameter of the request.
+pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A cookie the request carries.
+pub fn cookie(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Whether a browser asked for a page (so a redirect to sign in makes sense).
+pub fn wants_html(request: &Request) -> bool {
+    matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// The Host the client asked for, port included.
+pub fn request_host(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(str::to_ascii_lowercase)
+}

@@ -1,0 +1,526 @@
+//! Workspace proxies as the seeds describe them: owners manage them with `coder wsproxy`
+//! (create, ls, edit, regenerate-token, delete), and `coder wsproxy server` registers with the
+//! primary, serves apps and the web terminal from its region, runs a relay that joins the
+//! relay map, and reports its health; the primary derives each proxy's status.
+
+use std::time::Duration;
+
+use testkit::{ServerProcess, TestDb, eventually};
+
+use crate::coder;
+use crate::fixture::{api, free_port, user_with_roles, workspace_from};
+
+/// `Token: ID:SECRET` from `coder wsproxy create`'s output.
+fn token_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Token: "))
+        .unwrap_or_else(|| panic!("no token in {stdout:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_create_list_edit_regenerate_and_delete_proxies() {
+    let db = TestDb::new().await;
+    let coder = coder();
+    let server = coder.server(&["--postgres-url", &db.url, "--http-address", "127.0.0.1:0"]);
+    crate::login_first_user(&coder, &server.url);
+
+    let created = coder
+        .run(&[
+            "wsproxy",
+            "create",
+            "--name=newyork",
+            "--display-name=USA East",
+            "--icon=/emojis/2194.png",
+        ])
+        .success();
+    assert!(
+        created.stdout.starts_with(
+            "Workspace Proxy \"newyork\" created successfully. Save this token, it will not be shown again.\nToken: "
+        ),
+        "{}",
+        created.stdout
+    );
+    let token = token_of(&created.stdout);
+    let (id, secret) = token.split_once(':').unwrap();
+    assert!(uuid::Uuid::try_parse(id).is_ok(), "{token}");
+    assert!(
+        secret.len() == 64 && secret.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+
+    let listed = coder.run(&["wsproxy", "ls"]).success().stdout;
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "URL", "STATUS"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["primary", crate::url(&server.url).as_str(), "ok"],
+        "the primary comes first"
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["newyork", "unregistered"]
+    );
+    let json: Vec<sdk::WorkspaceProxy> =
+        serde_json::from_str(&coder.run(&["wsproxy", "ls", "-o", "json"]).success().stdout)
+            .unwrap();
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[1].display_name, "USA East");
+    assert_eq!(json[1].icon_url, "/emojis/2194.png");
+    assert_eq!(json[1].status.status, sdk::ProxyHealthStatus::Unregistered);
+
+    let again = coder
+        .run(&["wsproxy", "create", "--name=NewYork"])
+        .failure(1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let reserved = coder
+        .run(&["wsproxy", "create", "--name=primary"])
+        .failure(1);
+    assert!(reserved.stderr.contains("reserved"), "{}", reserved.stderr);
+
+    coder
+        .run(&["wsproxy", "edit", "newyork", "--display-name=New York"])
+        .success();
+    let shown = coder
+        .run(&["wsproxy", "ls", "-c", "name,display name"])
+        .success()
+        .stdout;
+    assert!(shown.contains("New York"), "{shown}");
+
+    // A proxy token registers; a regenerated one replaces it at once.
+    let http = reqwest::Client::new();
+    let register = |token: String| {
+        http.post(
+            server
+                .url
+                .join("/api/v2/workspaceproxies/me/register")
+                .unwrap(),
+        )
+        .header(sdk::PROXY_TOKEN_HEADER, token)
+        .json(&serde_json::json!({
+            "access_url": "http://127.0.0.1:1",
+            "derp_enabled": true,
+            "replica_id": uuid::Uuid::new_v4(),
+            "version": "test",
+        }))
+        .send()
+    };
+    assert_eq!(register(token.clone()).await.unwrap().status(), 201);
+    let regenerated = coder
+        .run(&["wsproxy", "regenerate-token", "newyork"])
+        .success();
+    let fresh = token_of(&regenerated.stdout);
+    assert_ne!(fresh, token);
+    assert_eq!(register(token.clone()).await.unwrap().status(), 401);
+    assert_eq!(
+        register(format!("{id}:{}", "0".repeat(64)))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(register(fresh.clone()).await.unwrap().status(), 201);
+    // Registered at a URL where no proxy answers: unreachable, with the reason.
+    eventually(
+        Duration::from_secs(20),
+        "the proxy to be unreachable",
+        || async {
+            let listed = coder.run(&["wsproxy", "ls"]).success().stdout;
+            listed
+                .lines()
+                .any(|line| {
+                    line.starts_with("newyork")
+                        && line.contains("unreachable: request to proxy failed")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Members may not manage proxies; they see the regions.
+    let admin = api_client(&server, &coder);
+    let member = testkit_user(&admin, &server).await;
+    let denied = member.workspace_proxies().await.unwrap_err();
+    assert_eq!(denied.status(), Some(403), "{denied}");
+    let regions = member.regions().await.unwrap().regions;
+    assert_eq!(
+        regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["primary"],
+        "an unreachable proxy is not offered"
+    );
+
+    let deleted = coder
+        .run(&["wsproxy", "delete", "newyork", "--yes"])
+        .success();
+    assert!(deleted.stdout.contains("deleted"), "{}", deleted.stdout);
+    assert_eq!(register(fresh).await.unwrap().status(), 401);
+    let primary_delete = coder
+        .run(&["wsproxy", "delete", "primary", "--yes"])
+        .failure(1);
+    assert!(
+        primary_delete.stderr.contains("primary cannot be deleted"),
+        "{}",
+        primary_delete.stderr
+    );
+    let listed = coder.run(&["wsproxy", "ls"]).success().stdout;
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+}
+
+fn api_client(server: &ServerProcess, coder: &testkit::Coder) -> sdk::client::Client {
+    let token = std::fs::read_to_string(coder.config_dir().join("session")).unwrap();
+    sdk::client::Client::new(server.url.clone(), reqwest::Client::new())
+        .with_session_token(sdk::Secret::new(token.trim()))
+}
+
+async fn testkit_user(admin: &sdk::client::Client, server: &ServerProcess) -> sdk::client::Client {
+    admin
+        .create_user(&sdk::CreateUserRequest {
+            email: "member@example.com".into(),
+            username: "member".into(),
+            name: String::new(),
+            password: sdk::Secret::new(testkit::PASSWORD),
+            login_type: None,
+            organization_ids: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let anonymous = sdk::client::Client::new(server.url.clone(), reqwest::Client::new());
+    let token = anonymous
+        .login_with_password(&sdk::LoginWithPasswordRequest {
+            email: "member@example.com".into(),
+            password: sdk::Secret::new(testkit::PASSWORD),
+        })
+        .await
+        .unwrap()
+        .session_token;
+    anonymous.with_session_token(token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app_port = free_port();
+    let ws = workspace_from(coder(), &[], |template| {
+        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
+        assert!(template.contains(startup), "the local template changed");
+        template.replace(
+            startup,
+            &format!(
+                "    startup_script = \"setsid nohup python3 -m http.server {app_port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", url = \"http://localhost:{app_port}\" }}]"
+            ),
+        )
+    })
+    .await;
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = token.trim().to_owned();
+    let primary = ws._server.url.clone();
+    std::fs::write(
+        ws.dir.join("home").join("hello.txt"),
+        "hello from the workspace\n",
+    )
+    .unwrap();
+
+    let created = ws
+        .coder
+        .run(&[
+            "wsproxy",
+            "create",
+            "--name=newyork",
+            "--display-name=USA East",
+        ])
+        .success();
+    let proxy_token = token_of(&created.stdout);
+    let proxy_port = free_port();
+    let metrics_port = free_port();
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}");
+    let mut proxy_user = coder();
+    proxy_user
+        .env("CODER_PRIMARY_ACCESS_URL", &crate::url(&primary))
+        .env("CODER_PROXY_SESSION_TOKEN", &proxy_token)
+        .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{proxy_port}"))
+        .env("CODER_ACCESS_URL", &proxy_url)
+        .env("CODER_WILDCARD_ACCESS_URL", "*.east.test")
+        .env("CODER_PROMETHEUS_ENABLE", "true")
+        .env(
+            "CODER_PROMETHEUS_ADDRESS",
+            &format!("127.0.0.1:{metrics_port}"),
+        );
+    let proxy = proxy_user.proxy_server(&[]);
+    assert_eq!(crate::url(&proxy.url), proxy_url);
+
+    // Registered: the primary checks it at once and lists it as ok.
+    let listed = eventually(Duration::from_secs(20), "the proxy to be ok", || async {
+        let listed = ws.coder.run(&["wsproxy", "ls"]).success().stdout;
+        listed
+            .lines()
+            .any(|line| {
+                line.split_whitespace().collect::<Vec<_>>() == ["newyork", proxy_url.as_str(), "ok"]
+            })
+            .then_some(listed)
+    })
+    .await;
+    assert!(listed.contains("primary"), "{listed}");
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let at = |path: &str| format!("{proxy_url}{path}");
+    assert_eq!(
+        http.get(at("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "OK"
+    );
+    let report: sdk::ProxyHealthReport = http
+        .get(at("/healthz-report"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report, sdk::ProxyHealthReport::default());
+    let latency = http.get(at("/latency-check")).send().await.unwrap();
+    assert_eq!(latency.status(), 200);
+    assert_eq!(latency.headers()["access-control-allow-origin"], "*");
+    let info: sdk::BuildInfo = http
+        .get(at("/api/v2/buildinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info.workspace_proxy);
+    assert_eq!(info.dashboard_url, crate::url(&primary));
+    // The API is not served here.
+    let elsewhere = http.get(at("/api/v2/users/me")).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    assert!(
+        elsewhere
+            .text()
+            .await
+            .unwrap()
+            .contains("Head to the dashboard")
+    );
+
+    // Its relay joins the relay map as a region of its own.
+    let admin = api(&ws, &token);
+    let relays: sdk::DerpMap = http
+        .get(primary.join("/api/v2/derp-map").unwrap())
+        .header("Coder-Session-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let region = relays
+        .regions
+        .values()
+        .find(|region| region.region_code == "coder_newyork")
+        .unwrap_or_else(|| panic!("no proxy region in {relays:?}"));
+    assert!(region.region_id >= 10_000, "{region:?}");
+    assert_eq!(region.region_name, "USA East");
+    assert_eq!(region.nodes[0].relay_port(), proxy_port);
+    let regions = admin.regions().await.unwrap().regions;
+    assert_eq!(
+        regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["primary", "newyork"]
+    );
+
+    // A path app through the proxy: the primary authorizes, the proxy dials the agent.
+    let opened = eventually(
+        Duration::from_secs(30),
+        "the app through the proxy",
+        || async {
+            let response = http
+                .get(at("/@admin/dev/apps/files/hello.txt"))
+                .header("Coder-Session-Token", &token)
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(response)
+        },
+    )
+    .await;
+    let signed = opened
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .find(|value| value.starts_with("coder_signed_app_token="))
+        .expect("a signed app token from the proxy");
+    assert_eq!(opened.text().await.unwrap(), "hello from the workspace\n");
+    let signed = signed.split(';').next().unwrap().to_owned();
+    let again = http
+        .get(at("/@admin/dev/apps/files/hello.txt"))
+        .header("cookie", &signed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "the signed token alone opens the app");
+    // A subdomain app under the proxy's wildcard.
+    let sub = http
+        .get(at("/hello.txt"))
+        .header("host", "files--main--dev--admin.east.test")
+        .header("Coder-Session-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.status(), 200);
+    assert_eq!(sub.text().await.unwrap(), "hello from the workspace\n");
+    // Someone else learns nothing; no session at all is told to log in.
+    let member = user_with_roles(&ws, &admin, "member", &[]).await;
+    let member_token = member.session_token().unwrap().expose().to_owned();
+    let refused = http
+        .get(at("/@admin/dev/apps/files/"))
+        .header("Coder-Session-Token", &member_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let anonymous = http
+        .get(at("/@admin/dev/apps/files/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // A browser without a session signs in on the dashboard and comes back with a cookie for
+    // the proxy's host.
+    let first = http
+        .get(at("/@admin/dev/apps/files/hello.txt"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 303);
+    let to_primary = url::Url::parse(first.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(to_primary.path(), "/api/v2/applications/auth-redirect");
+    assert_eq!(to_primary.host_str(), primary.host_str());
+    let back = http
+        .get(to_primary)
+        .header("Coder-Session-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 303);
+    let back = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        back.starts_with(&at("/@admin/dev/apps/files/hello.txt?")),
+        "{back}"
+    );
+    let exchanged = http.get(&back).send().await.unwrap();
+    assert_eq!(exchanged.status(), 303);
+    let app_cookie = exchanged.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let signed_in = http
+        .get(at("/@admin/dev/apps/files/hello.txt"))
+        .header("accept", "text/html")
+        .header("cookie", &app_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+
+    // The web terminal from the proxy's region.
+    let agent_id = admin
+        .workspace_by_owner_and_name("me", "dev")
+        .await
+        .unwrap()
+        .latest_build
+        .agents[0]
+        .id;
+    let mut request = format!(
+        "ws://127.0.0.1:{proxy_port}/api/v2/workspaceagents/{agent_id}/pty?reconnect={}&width=80&height=24",
+        uuid::Uuid::new_v4()
+    )
+    .into_client_request()
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("Coder-Session-Token", token.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let typed = serde_json::json!({"data": "echo via-proxy-$((6*7))\r"}).to_string();
+    socket.send(Message::Text(typed.into())).await.unwrap();
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.contains("via-proxy-42") {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(Ok(_)) => {}
+                other => panic!("the terminal closed: {other:?}\n{seen}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no output through the proxy's terminal:\n{seen}"));
+    drop(socket);
+
+    // Prometheus: HTTP and relay metrics.
+    let metrics = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "coderd_api_requests_processed_total",
+        "coder_wsproxy_derp_accepts_total",
+        "coder_wsproxy_derp_bytes_received_total",
+        "coder_wsproxy_derp_packets_dropped_total",
+        "coder_wsproxy_derp_current_connections",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
+    // A second instance with the same token is refused, and says why.
+    let mut twin = coder();
+    twin.env("CODER_PRIMARY_ACCESS_URL", &crate::url(&primary))
+        .env("CODER_PROXY_SESSION_TOKEN", &proxy_token)
+        .env("CODER_HTTP_ADDRESS", "127.0.0.1:0");
+    let refused = twin.run(&["wsproxy", "server"]).failure(1);
+    assert!(
+        refused.stderr.contains("already running"),
+        "{}",
+        refused.stderr
+    );
+
+    // A clean stop deregisters: the primary stops offering the proxy at once.
+    let (code, _) = proxy.stop_with(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(code, Some(0));
+    eventually(
+        Duration::from_secs(20),
+        "the proxy to be unreachable",
+        || async {
+            let listed = ws.coder.run(&["wsproxy", "ls"]).success().stdout;
+            listed
+                .lines()
+                .any(|line| line.starts_with("newyork") && line.contains("unreachable"))
+                .then_some(())
+        },
+    )
+    .await;
+    let regions = admin.regions().await.unwrap().regions;
+    assert_eq!(regions.len(), 1, "{regions:?}");
+}
