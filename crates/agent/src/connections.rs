@@ -30,7 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(crate) struct Tracker {
     state: Arc<std::sync::Mutex<TrackerState>>,
-    derp_map: Arc<sdk::DerpMap>,
+    /// The relay map, to name relay paths (it changes as workspace proxies come and go).
+    derp_map: Arc<std::sync::RwLock<sdk::DerpMap>>,
     /// Fires when a tunnel opens, so its path is reported soon rather than at the next beat.
     pub(crate) opened: Arc<tokio::sync::Notify>,
 }
@@ -49,7 +50,7 @@ impl Tracker {
     pub(crate) fn new(derp_map: sdk::DerpMap) -> Self {
         Self {
             state: Arc::default(),
-            derp_map: Arc::new(derp_map),
+            derp_map: Arc::new(std::sync::RwLock::new(derp_map)),
             opened: Arc::default(),
         }
     }
@@ -95,7 +96,13 @@ impl Tracker {
             tunnel::Path::Direct(_) => "p2p".to_owned(),
             tunnel::Path::Relay(url) => format!(
                 "relay ({})",
-                tunnel::relay_map::region_name(&self.derp_map, &url)
+                tunnel::relay_map::region_name(
+                    &self
+                        .derp_map
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    &url
+                )
             ),
             tunnel::Path::Unknown => return,
         };
@@ -162,12 +169,49 @@ pub(crate) async fn serve(
         terminals: Terminals::new(Arc::new(environment.clone())),
         ssh: SshServer::new(environment),
     });
+    let initial: Vec<tunnel::RelayUrl> = tunnel::relay_map::relays(&manifest.derp_map)
+        .into_iter()
+        .map(|relay| relay.url)
+        .collect();
     tokio::select! {
         () = stop.cancelled() => {}
         () = coordinate(&client, &endpoint, authorized) => {}
-        () = accept(&endpoint, allowed, services, tracker) => {}
+        () = accept(&endpoint, allowed, services, tracker.clone()) => {}
+        () = follow_relay_map(&client, &endpoint, initial, &tracker) => {}
     }
     endpoint.close().await;
+}
+
+/// How often the relay map is fetched again: workspace proxies' relays join it while healthy.
+const RELAY_MAP_REFRESH: Duration = Duration::from_secs(15);
+
+/// Keeps the endpoint's relays in step with the deployment's relay map, so the agent can make
+/// a newly registered proxy's relay its home when it is nearest, and leaves a dead one.
+async fn follow_relay_map(
+    client: &Client,
+    endpoint: &Endpoint,
+    mut current: Vec<tunnel::RelayUrl>,
+    tracker: &Tracker,
+) {
+    loop {
+        tokio::time::sleep(RELAY_MAP_REFRESH).await;
+        // The manifest carries the relay map (the agent's token opens nothing else that does).
+        let info = match client.agent_manifest().await {
+            Ok(info) => info,
+            Err(err) => {
+                tracing::debug!(error = %err, "refreshing the relay map failed");
+                continue;
+            }
+        };
+        let relays = tunnel::relay_map::relays(&info.derp_map);
+        if tunnel::set_relays(endpoint, &mut current, &relays).await {
+            tracing::info!(relays = relays.len(), "the relay map changed");
+        }
+        *tracker
+            .derp_map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = info.derp_map;
+    }
 }
 
 /// Keeps a coordinate stream open (reconnecting with backoff), publishes the endpoint's

@@ -3,6 +3,7 @@
 //! through a relay). The coordinator stream stays open in the background so address changes
 //! reach the tunnel, and the tunnel survives the coordinator going away.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -34,16 +35,42 @@ pub(crate) struct AgentTunnel {
     pub(crate) workspace: Workspace,
     pub(crate) endpoint: Endpoint,
     pub(crate) connection: Connection,
-    /// The relay map's regions, to name a relay path.
-    pub(crate) derp_map: sdk::DerpMap,
+    /// The relay map's regions, to name a relay path (kept current while the tunnel lives).
+    derp_map: Arc<RwLock<sdk::DerpMap>>,
     /// Whether direct paths were ruled out, and by whom.
     pub(crate) direct_blocked: Option<&'static str>,
     coordination: JoinHandle<()>,
+    relay_updates: JoinHandle<()>,
 }
 
 impl Drop for AgentTunnel {
     fn drop(&mut self) {
         self.coordination.abort();
+        self.relay_updates.abort();
+    }
+}
+
+/// How often a long-lived tunnel fetches the relay map again (workspace proxies' relays join it
+/// while healthy and leave it when not).
+const RELAY_MAP_REFRESH: Duration = Duration::from_secs(15);
+
+/// Keeps the endpoint's relays in step with the deployment's relay map.
+async fn follow_relay_map(client: Client, endpoint: Endpoint, derp_map: Arc<RwLock<sdk::DerpMap>>) {
+    let mut current: Vec<tunnel::RelayUrl> = {
+        let map = derp_map.read().unwrap_or_else(PoisonError::into_inner);
+        tunnel::relay_map::relays(&map)
+            .into_iter()
+            .map(|relay| relay.url)
+            .collect()
+    };
+    loop {
+        tokio::time::sleep(RELAY_MAP_REFRESH).await;
+        let Ok(info) = client.agent_connection_info().await else {
+            continue;
+        };
+        let relays = tunnel::relay_map::relays(&info.derp_map);
+        tunnel::set_relays(&endpoint, &mut current, &relays).await;
+        *derp_map.write().unwrap_or_else(PoisonError::into_inner) = info.derp_map;
     }
 }
 
@@ -194,13 +221,20 @@ pub(crate) async fn dial(
     .await
     .map_err(|_| anyhow::anyhow!("the tunnel to the agent did not open within 30s"))?
     .context("opening the tunnel to the agent")?;
+    let derp_map = Arc::new(RwLock::new(info.derp_map));
+    let relay_updates = tokio::spawn(follow_relay_map(
+        client.clone(),
+        endpoint.clone(),
+        derp_map.clone(),
+    ));
     Ok(AgentTunnel {
         workspace,
         endpoint,
         connection,
-        derp_map: info.derp_map,
+        derp_map,
         direct_blocked,
         coordination,
+        relay_updates,
     })
 }
 
@@ -268,7 +302,10 @@ impl AgentTunnel {
 
     /// The relay region's name for a relay URL.
     pub(crate) fn relay_name(&self, url: &tunnel::RelayUrl) -> String {
-        tunnel::relay_map::region_name(&self.derp_map, url)
+        tunnel::relay_map::region_name(
+            &self.derp_map.read().unwrap_or_else(PoisonError::into_inner),
+            url,
+        )
     }
 }
 

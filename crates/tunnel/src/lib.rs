@@ -53,6 +53,39 @@ pub enum BindError {
     BindAddress(SocketAddr),
 }
 
+/// Makes `endpoint`'s relays exactly `relays` as the relay map changes (workspace proxies'
+/// relays join while they are healthy and leave when they are not). Relays already known keep
+/// their configuration, so live relay connections are untouched. Returns whether it changed.
+/// `current` holds the relays the endpoint uses now (start from those it was bound with).
+pub async fn set_relays(
+    endpoint: &Endpoint,
+    current: &mut Vec<RelayUrl>,
+    relays: &[relay_map::RelaySpec],
+) -> bool {
+    let mut changed = false;
+    for relay in relays {
+        if !current.contains(&relay.url) {
+            // New relays come without address discovery: its certificate is trusted only
+            // from the map the endpoint was bound with.
+            endpoint
+                .insert_relay(
+                    relay.url.clone(),
+                    std::sync::Arc::new(RelayConfig::new(relay.url.clone(), None)),
+                )
+                .await;
+            changed = true;
+        }
+    }
+    for url in current.iter() {
+        if !relays.iter().any(|relay| &relay.url == url) {
+            endpoint.remove_relay(url).await;
+            changed = true;
+        }
+    }
+    *current = relays.iter().map(|relay| relay.url.clone()).collect();
+    changed
+}
+
 /// Binds an endpoint that talks only to the given relays and never looks anything up on the
 /// internet (air-gapped installs reach nothing outside).
 pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {

@@ -20,9 +20,6 @@ pub enum RelayMapError {
         /// The region's id.
         id: i64,
     },
-    /// Nothing to relay through.
-    #[error("the relay map has no relay: enable the embedded relay or give a map with one")]
-    Empty,
 }
 
 /// The base map with the embedded region added (when there is one).
@@ -45,15 +42,16 @@ pub fn merge(base: DerpMap, embedded: Option<DerpRegion>) -> Result<DerpMap, Rel
         }
         map.regions.insert(key, region);
     }
-    let has_relay = map
-        .regions
+    Ok(map)
+}
+
+/// Whether the map has a relay to carry tunnels (a map without one still lets workspace
+/// proxies' relays, which join it while healthy, and direct paths carry them).
+pub fn has_relay(map: &DerpMap) -> bool {
+    map.regions
         .values()
         .flat_map(|region| &region.nodes)
-        .any(|node| !node.stun_only);
-    if !has_relay {
-        return Err(RelayMapError::Empty);
-    }
-    Ok(map)
+        .any(|node| !node.stun_only)
 }
 
 /// The embedded relay's region: one node at the server's own host and port (`http` means
@@ -204,7 +202,8 @@ mod tests {
             merge(base.clone(), Some(region(1, "x"))),
             Err(RelayMapError::RegionConflict { id: 1 })
         );
-        assert_eq!(merge(DerpMap::default(), None), Err(RelayMapError::Empty));
+        let empty = merge(DerpMap::default(), None).unwrap();
+        assert!(!has_relay(&empty));
         let mut mismatched = base;
         mismatched.regions.insert("7".into(), region(8, "y"));
         assert!(matches!(

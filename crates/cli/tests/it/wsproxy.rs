@@ -524,3 +524,85 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
     let regions = admin.regions().await.unwrap().regions;
     assert_eq!(regions.len(), 1, "{regions:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
+    // The primary runs no relay: the proxy's, once registered, is the only one. The running
+    // agent picks it up from the relay map, and its relay admits exactly the endpoints the
+    // primary's coordinator admits.
+    let ws = workspace_from(coder(), &["--derp-server-enable=false"], |template| {
+        template
+    })
+    .await;
+    let primary = ws._server.url.clone();
+    let created = ws
+        .coder
+        .run(&[
+            "wsproxy",
+            "create",
+            "--name=sydney",
+            "--display-name=Sydney",
+        ])
+        .success();
+    let proxy_port = free_port();
+    let mut proxy_user = coder();
+    proxy_user
+        .env("CODER_PRIMARY_ACCESS_URL", &crate::url(&primary))
+        .env("CODER_PROXY_SESSION_TOKEN", &token_of(&created.stdout))
+        .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{proxy_port}"))
+        .env("CODER_PROXY_DERP_ONLY", "true");
+    let proxy = proxy_user.proxy_server(&[]);
+    // DERP-only: no apps here.
+    let page = reqwest::get(format!("{}/@admin/dev/apps/x/", crate::url(&proxy.url)))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    assert!(page.text().await.unwrap().contains("DERP-only"));
+    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let regions = api(&ws, token.trim()).regions().await.unwrap().regions;
+    assert_eq!(
+        regions.len(),
+        1,
+        "a DERP-only proxy serves no apps: {regions:?}"
+    );
+
+    let ping = eventually(
+        Duration::from_secs(60),
+        "pings relayed by the proxy",
+        || async {
+            let ping = ws.coder.run(&[
+                "--disable-direct-connections",
+                "ping",
+                "dev",
+                "-n",
+                "2",
+                "--wait",
+                "200ms",
+            ]);
+            (ping.code == 0
+                && ping
+                    .stdout
+                    .lines()
+                    .filter(|line| line.starts_with("pong from dev "))
+                    .filter(|line| line.contains("proxied via DERP(Sydney)"))
+                    .count()
+                    == 2)
+                .then_some(ping.stdout)
+        },
+    )
+    .await;
+    assert!(ping.contains("Sydney"), "{ping}");
+    let ran = ws
+        .coder
+        .run(&[
+            "--disable-direct-connections",
+            "ssh",
+            "dev",
+            "--",
+            "echo",
+            "through-sydney",
+        ])
+        .success();
+    assert_eq!(ran.stdout.trim(), "through-sydney");
+    drop(proxy);
+}

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// Role crates: they never depend on each other.
 const ROLES: [&str; 4] = ["coderd", "agent", "wsproxy", "provisioner"];
+/// Foundation crates: shared by roles, so they never depend on one.
+const FOUNDATIONS: [&str; 5] = ["sdk", "tunnel", "apps", "httpd", "store"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,6 +93,11 @@ fn dependencies_point_down() {
         for dep in deps {
             if ROLES.contains(&krate.as_str()) && ROLES.contains(&dep.as_str()) {
                 problems.push(format!("role crate {krate} depends on role crate {dep}"));
+            }
+            if FOUNDATIONS.contains(&krate.as_str()) && ROLES.contains(&dep.as_str()) {
+                problems.push(format!(
+                    "foundation crate {krate} depends on role crate {dep}"
+                ));
             }
             if dep == "store" && !matches!(krate.as_str(), "coderd" | "testkit") {
                 problems.push(format!("{krate} depends on store; only coderd may"));

@@ -535,12 +535,18 @@ async fn relay_map(args: &ServerArgs, access_url: &Url) -> Result<sdk::DerpMap> 
             access_url.scheme() == "http",
         )
     });
-    tunnel::relay_map::merge(base, embedded).map_err(|err| match err {
+    let map = tunnel::relay_map::merge(base, embedded).map_err(|err| match err {
         tunnel::relay_map::RelayMapError::RegionConflict { id } => {
             anyhow::anyhow!("--derp-server-region-id {id} conflicts with the relay map: {err}")
         }
         other => anyhow::Error::new(other).context("building the relay map"),
-    })
+    })?;
+    if !tunnel::relay_map::has_relay(&map) {
+        tracing::warn!(
+            "the relay map has no relay: tunnels that cannot go direct need a workspace proxy's relay (or enable --derp-server-enable)"
+        );
+    }
+    Ok(map)
 }
 
 fn random_key() -> String {
