@@ -197,6 +197,18 @@ async fn check(http: &reqwest::Client, url: &str) -> WorkspaceProxyStatus {
     let code = response.status();
     let is_coder = response.headers().contains_key("x-coder-build-version");
     let body = response.bytes().await.unwrap_or_default();
+    let not_a_proxy = || {
+        status(
+            ProxyHealthStatus::Unhealthy,
+            vec![format!(
+                "{url} answers as a Coder server but not as a workspace proxy; is it a primary?"
+            )],
+            Vec::new(),
+        )
+    };
+    if code == reqwest::StatusCode::NOT_FOUND && is_coder {
+        return not_a_proxy();
+    }
     if !code.is_success() {
         let detail = serde_json::from_slice::<sdk::Response>(&body)
             .map(|answer| answer.message)
@@ -215,13 +227,7 @@ async fn check(http: &reqwest::Client, url: &str) -> WorkspaceProxyStatus {
             status(ProxyHealthStatus::Ok, Vec::new(), report.warnings)
         }
         Ok(report) => status(ProxyHealthStatus::Unhealthy, report.errors, report.warnings),
-        Err(_) if is_coder => status(
-            ProxyHealthStatus::Unhealthy,
-            vec![format!(
-                "{url} answers as a Coder server but not as a workspace proxy; is it a primary?"
-            )],
-            Vec::new(),
-        ),
+        Err(_) if is_coder => not_a_proxy(),
         Err(_) => status(
             ProxyHealthStatus::Unhealthy,
             vec![format!("{url} does not answer as a Coder workspace proxy")],

@@ -93,7 +93,9 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
 
     // A proxy token registers; a regenerated one replaces it at once.
     let http = reqwest::Client::new();
-    let register = |token: String| {
+    // One instance: a regenerated token forgets it, so it may register again.
+    let replica = uuid::Uuid::new_v4();
+    let register_at = |token: String, access_url: String| {
         http.post(
             server
                 .url
@@ -102,13 +104,14 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
         )
         .header(sdk::PROXY_TOKEN_HEADER, token)
         .json(&serde_json::json!({
-            "access_url": "http://127.0.0.1:1",
+            "access_url": access_url,
             "derp_enabled": true,
-            "replica_id": uuid::Uuid::new_v4(),
+            "replica_id": replica,
             "version": "test",
         }))
         .send()
     };
+    let register = |token: String| register_at(token, "http://127.0.0.1:1".to_owned());
     assert_eq!(register(token.clone()).await.unwrap().status(), 201);
     let regenerated = coder
         .run(&["wsproxy", "regenerate-token", "newyork"])
@@ -141,6 +144,52 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
     )
     .await;
 
+    // The same instance moves to a URL where a Coder server, but no proxy, answers:
+    // unhealthy, saying so.
+    assert_eq!(
+        register_at(fresh.clone(), crate::url(&server.url))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the proxy to be unhealthy",
+        || async {
+            let listed = coder.run(&["wsproxy", "ls"]).success().stdout;
+            listed
+                .lines()
+                .any(|line| {
+                    line.starts_with("newyork")
+                        && line.contains("unhealthy:")
+                        && line.contains("not as a workspace proxy")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // Another instance with the same token is refused while this one is registered.
+    let twin = http
+        .post(
+            server
+                .url
+                .join("/api/v2/workspaceproxies/me/register")
+                .unwrap(),
+        )
+        .header(sdk::PROXY_TOKEN_HEADER, fresh.clone())
+        .json(&serde_json::json!({
+            "access_url": "http://127.0.0.1:2",
+            "derp_enabled": true,
+            "replica_id": uuid::Uuid::new_v4(),
+            "version": "test",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twin.status(), 409);
+    assert!(twin.text().await.unwrap().contains("already running"));
+
     // Members may not manage proxies; they see the regions.
     let admin = api_client(&server, &coder);
     let member = testkit_user(&admin, &server).await;
@@ -150,7 +199,7 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
     assert_eq!(
         regions.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         ["primary"],
-        "an unreachable proxy is not offered"
+        "an unhealthy proxy is not offered"
     );
 
     let deleted = coder
@@ -168,6 +217,48 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
     );
     let listed = coder.run(&["wsproxy", "ls"]).success().stdout;
     assert_eq!(listed.lines().count(), 2, "{listed}");
+
+    // `coder wsproxy server` says what it needs, and takes its options from flags, CODER_*
+    // variables or YAML (the token never printed).
+    let missing = coder.run(&["wsproxy", "server"]).failure(1);
+    assert!(
+        missing
+            .stderr
+            .contains("--primary-access-url (CODER_PRIMARY_ACCESS_URL) is required"),
+        "{}",
+        missing.stderr
+    );
+    let yaml = coder.home().join("proxy.yaml");
+    std::fs::write(
+        &yaml,
+        "externalWorkspaceProxy:\n  primaryAccessURL: https://coder.example.com\n  proxySessionToken: secret-from-yaml\nnetworking:\n  wildcardAccessURL: '*.east.example.com'\n",
+    )
+    .unwrap();
+    let mut configured = crate::coder();
+    configured.env("CODER_HTTP_ADDRESS", "0.0.0.0:8080");
+    let written = configured
+        .run(&[
+            "wsproxy",
+            "server",
+            "--config",
+            yaml.to_str().unwrap(),
+            "--derp-only",
+            "--write-config",
+        ])
+        .success()
+        .stdout;
+    for expected in [
+        "primaryAccessURL: https://coder.example.com",
+        "derpOnly: true",
+        "wildcardAccessURL: '*.east.example.com'",
+        "httpAddress: 0.0.0.0:8080",
+    ] {
+        assert!(
+            written.contains(expected),
+            "{expected} missing from:\n{written}"
+        );
+    }
+    assert!(!written.contains("secret-from-yaml"), "{written}");
 }
 
 fn api_client(server: &ServerProcess, coder: &testkit::Coder) -> sdk::client::Client {
@@ -530,9 +621,11 @@ async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
     // The primary runs no relay: the proxy's, once registered, is the only one. The running
     // agent picks it up from the relay map, and its relay admits exactly the endpoints the
     // primary's coordinator admits.
-    let ws = workspace_from(coder(), &["--derp-server-enable=false"], |template| {
-        template
-    })
+    let ws = workspace_from(
+        coder(),
+        &["--derp-server-enable=false", "--proxy-health-interval=2s"],
+        |template| template,
+    )
     .await;
     let primary = ws._server.url.clone();
     let created = ws
@@ -604,5 +697,28 @@ async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
         ])
         .success();
     assert_eq!(ran.stdout.trim(), "through-sydney");
-    drop(proxy);
+
+    // A proxy that dies without deregistering drops out of the relay map within seconds
+    // (--proxy-health-interval 2s here; the default is a minute).
+    let (_, _) = proxy.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let died = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "the dead proxy to leave the relay map",
+        || async {
+            let listed = ws.coder.run(&["wsproxy", "ls"]).success().stdout;
+            let map: sdk::DerpMap = reqwest::Client::new()
+                .get(primary.join("/api/v2/derp-map").unwrap())
+                .header("Coder-Session-Token", token.trim())
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (listed.contains("unreachable") && map.regions.is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert!(died.elapsed() < Duration::from_secs(10));
 }
