@@ -7,6 +7,7 @@
 //! [`ApiError`].
 
 mod api;
+mod app_grants;
 mod auth;
 mod authz;
 mod config;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub(crate) app_tokens: apps::tokens::Signer,
     /// The key behind `app_tokens` (hex), handed to registered workspace proxies.
     pub(crate) app_signing_key_hex: Arc<str>,
+    /// Apps recently authorized for session headers (see `app_grants`).
+    pub(crate) app_grants: Arc<crate::app_grants::AppGrants>,
     /// The workspace proxies' last health checks.
     pub(crate) proxy_health: crate::proxy_health::ProxyHealth,
 }
@@ -55,6 +57,7 @@ impl AppState {
         );
         Ok(Self {
             app_signing_key_hex: app_key.into(),
+            app_grants: Arc::default(),
             proxy_health: crate::proxy_health::ProxyHealth::new(config.proxy_health_interval),
             coordinator,
             app_client: apps::client::client(agent_conn.clone()),

@@ -46,9 +46,16 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
     })
     .await;
     assert!(listing.contains("big.bin"), "{listing}");
-    // An authorized request comes back with a signed token for that app alone; with it, the
-    // next requests need no session (and skip the database).
-    let authorized = get("/@admin/dev/apps/files/", Some(token)).await.unwrap();
+    // A browser's authorized request (session cookie) comes back with a signed token for that
+    // app alone; with it, the next requests need no session (and skip the database). Clients
+    // that send the session header instead get the same shortcut on the server's side.
+    let authorized = http
+        .get(base.join("/@admin/dev/apps/files/").unwrap())
+        .header("cookie", format!("coder_session_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorized.status(), 200);
     let signed = authorized
         .headers()
         .get_all("set-cookie")

@@ -208,7 +208,11 @@ async fn proxy_path_app(
     let path = format!("/{path}");
     // Read before awaiting: a request is not `Sync`, so no reference to it may cross an await.
     let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
+    let grant = header_grant(&request, &scope);
     if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &scope).await {
+        return Ok(forward(&state, &upstream, &path, request).await?);
+    }
+    if let Some(upstream) = granted_upstream(&state, grant.as_ref()).await {
         return Ok(forward(&state, &upstream, &path, request).await?);
     }
     let browser = wants_html(&request);
@@ -222,7 +226,12 @@ async fn proxy_path_app(
     match resolve(&state, who, username, workspace, agent, &Target::App(slug)).await {
         Ok(upstream) => {
             let cookie_path = format!("{prefix}/");
-            proxy_and_sign(&state, who, &upstream, &scope, &cookie_path, &path, request).await
+            let signing = Signing {
+                scope: &scope,
+                cookie_path: &cookie_path,
+                grant,
+            };
+            proxy_and_sign(&state, who, &upstream, signing, &path, request).await
         }
         // A browser without a session signs in, then comes back here.
         Err(err) if err.status() == StatusCode::UNAUTHORIZED && browser => {
@@ -260,16 +269,58 @@ async fn signed_upstream(state: &AppState, token: Option<&str>, scope: &str) -> 
 
 /// Proxies a request authorized the long way, and hands the browser a signed token so that
 /// its next requests to this app skip the checks (see [`app_tokens`]).
+/// What an authorized request leaves behind for the next ones.
+struct Signing<'a> {
+    /// The app the token is good for.
+    scope: &'a str,
+    /// Where the browser sends the cookie back.
+    cookie_path: &'a str,
+    /// The session header's grant key, for clients without cookies.
+    grant: Option<crate::app_grants::GrantKey>,
+}
+
+/// The grant key of a request that carries its session token in the header.
+fn header_grant(request: &Request, scope: &str) -> Option<crate::app_grants::GrantKey> {
+    request
+        .headers()
+        .get(sdk::SESSION_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(|token| crate::app_grants::key(token.trim(), scope))
+}
+
+/// The upstream remembered for this session header and app, while its agent's tunnel is up.
+async fn granted_upstream(
+    state: &AppState,
+    grant: Option<&crate::app_grants::GrantKey>,
+) -> Option<Upstream> {
+    let upstream = state
+        .app_grants
+        .get(grant?, chrono::Utc::now().timestamp())?;
+    state
+        .agent_conn
+        .is_connected(upstream.agent_id)
+        .await
+        .then_some(upstream)
+}
+
 async fn proxy_and_sign(
     state: &AppState,
     who: Who<'_>,
     upstream: &Upstream,
-    scope: &str,
-    cookie_path: &str,
+    signing: Signing<'_>,
     path: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Signing {
+        scope,
+        cookie_path,
+        grant,
+    } = signing;
     let mut response = forward(state, upstream, path, request).await?;
+    let expires = chrono::Utc::now().timestamp() + app_tokens::SIGNED_SECONDS;
+    if let (Some(grant), Who::User(_)) = (grant, who) {
+        state.app_grants.insert(grant, upstream.clone(), expires);
+    }
     let user_id = match who {
         Who::Anonymous => uuid::Uuid::nil(),
         Who::User(current) => current.user.id,
@@ -279,7 +330,7 @@ async fn proxy_and_sign(
         kind: Kind::Signed,
         user_id,
         scope: scope.to_owned(),
-        expires: chrono::Utc::now().timestamp() + app_tokens::SIGNED_SECONDS,
+        expires,
         upstream: Some(upstream.clone()),
     });
     if let Some(value) = app_tokens::signed_cookie(&token, cookie_path, secure(state)) {
@@ -338,7 +389,13 @@ pub(crate) async fn subdomains(
     }
     let path = request.uri().path().to_owned();
     let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
+    let grant = header_grant(&request, &host);
     if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &host).await {
+        return forward(&state, &upstream, &path, request)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    if let Some(upstream) = granted_upstream(&state, grant.as_ref()).await {
         return forward(&state, &upstream, &path, request)
             .await
             .unwrap_or_else(IntoResponse::into_response);
@@ -360,7 +417,12 @@ pub(crate) async fn subdomains(
         .map_or_else(|| "/".to_owned(), ToString::to_string);
     let result = async {
         let upstream = resolve(&state, who, &user, &workspace, Some(&agent), &target).await?;
-        proxy_and_sign(&state, who, &upstream, &host, "/", &path, request).await
+        let signing = Signing {
+            scope: &host,
+            cookie_path: "/",
+            grant,
+        };
+        proxy_and_sign(&state, who, &upstream, signing, &path, request).await
     }
     .await;
     match result {
