@@ -141,3 +141,41 @@ async fn template_sources_are_size_limited_and_deduplicated() {
         .unwrap();
     assert_ne!(first.id, other.id);
 }
+
+#[tokio::test]
+async fn disabled_path_apps_say_where_apps_live() {
+    let server = TestServer::start_with(|config| config.disable_path_apps = true).await;
+    let admin = server.first_user().await;
+    let response = reqwest::Client::new()
+        .get(server.url.join("/@admin/dev/apps/code/").unwrap())
+        .header(sdk::SESSION_TOKEN_HEADER, admin.token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: sdk::Response = response.json().await.unwrap();
+    assert!(body.detail.contains("--disable-path-apps"), "{body:?}");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_keeps_redirects_on_this_server() {
+    let server = TestServer::start().await;
+    let form = reqwest::get(
+        server
+            .url
+            .join("/login?redirect=https://evil.example/")
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    let html = form.text().await.unwrap();
+    assert!(
+        html.contains("<form method=\"post\" action=\"/login\">"),
+        "{html}"
+    );
+    assert!(
+        html.contains("name=\"redirect\" value=\"/\""),
+        "an absolute redirect becomes /: {html}"
+    );
+}
