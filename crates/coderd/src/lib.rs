@@ -20,11 +20,11 @@ mod passwords;
 mod proxy_health;
 mod ratelimit;
 mod state;
+pub use httpd::Listeners;
 pub use httpd::tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -57,17 +57,6 @@ pub const VERSION: &str = match option_env!("CODER_BUILD_VERSION") {
     Some(version) => version,
     None => "0.0.0-devel",
 };
-
-/// The sockets the server serves on, already bound by the caller.
-#[derive(Default)]
-pub struct Listeners {
-    /// Plain HTTP.
-    pub http: Option<TcpListener>,
-    /// HTTPS, with its TLS configuration.
-    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
-    /// The Prometheus metrics endpoint.
-    pub prometheus: Option<TcpListener>,
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -8,3 +8,19 @@ pub mod serve;
 pub mod tls;
 
 pub use serve::serve;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+/// The sockets a server (the primary or a workspace proxy) serves on, already bound by the
+/// caller.
+#[derive(Default)]
+pub struct Listeners {
+    /// Plain HTTP.
+    pub http: Option<TcpListener>,
+    /// HTTPS, with its TLS configuration.
+    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// The Prometheus metrics endpoint.
+    pub prometheus: Option<TcpListener>,
+}

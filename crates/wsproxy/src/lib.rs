@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+pub use httpd::Listeners;
 pub use primary::RegistrationError;
 
 /// The version this proxy reports (the primary's `coderd::VERSION`, passed in by the CLI).
@@ -53,17 +54,6 @@ pub struct Config {
     pub version: String,
     /// How to reach the primary (TLS roots, timeouts).
     pub http: reqwest::Client,
-}
-
-/// The sockets the proxy serves on, already bound by the caller.
-#[derive(Default)]
-pub struct Listeners {
-    /// Plain HTTP.
-    pub http: Option<TcpListener>,
-    /// HTTPS, with its TLS configuration.
-    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
-    /// The Prometheus metrics endpoint.
-    pub prometheus: Option<TcpListener>,
 }
 
 /// Why the proxy could not start.

@@ -10,10 +10,8 @@ use clap::builder::BoolishValueParser;
 use sdk::Secret;
 use url::Url;
 
-use super::server::{
-    bind, default_access_url, parse_http_url, parse_listen_address, parse_wildcard, single_file,
-    wait_for_signal,
-};
+use super::server::listen::{ListenArgs, LogArgs, announce, derived_access_url};
+use super::server::{parse_http_url, parse_wildcard, wait_for_signal};
 use crate::commands::GlobalArgs;
 use crate::output;
 
@@ -54,55 +52,10 @@ pub(crate) struct ProxyServerArgs {
     /// Wildcard host for subdomain apps on this proxy, e.g. '*.east.coder.example.com'.
     #[arg(long, env = "CODER_WILDCARD_ACCESS_URL", value_parser = parse_wildcard, help_heading = "Networking")]
     wildcard_access_url: Option<String>,
-    /// HTTP listen address; empty disables plain HTTP.
-    #[arg(long, env = "CODER_HTTP_ADDRESS", default_value = "127.0.0.1:3000",
-          value_parser = parse_listen_address, help_heading = "Networking / HTTP")]
-    http_address: String,
-    /// Serve HTTPS on --tls-address.
-    #[arg(long, env = "CODER_TLS_ENABLE", num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Networking / TLS")]
-    tls_enable: bool,
-    /// HTTPS listen address.
-    #[arg(long, env = "CODER_TLS_ADDRESS", default_value = "127.0.0.1:3443",
-          value_parser = parse_listen_address, help_heading = "Networking / TLS")]
-    tls_address: String,
-    /// PEM certificate (chain) for HTTPS.
-    #[arg(
-        long,
-        env = "CODER_TLS_CERT_FILE",
-        value_delimiter = ',',
-        value_name = "FILE",
-        help_heading = "Networking / TLS"
-    )]
-    tls_cert_file: Vec<PathBuf>,
-    /// PEM private key for HTTPS.
-    #[arg(
-        long,
-        env = "CODER_TLS_KEY_FILE",
-        value_delimiter = ',',
-        value_name = "FILE",
-        help_heading = "Networking / TLS"
-    )]
-    tls_key_file: Vec<PathBuf>,
-    /// Client certificates: none, request, require-any, verify-if-given or require-and-verify.
-    #[arg(long, env = "CODER_TLS_CLIENT_AUTH", default_value = "none",
-          value_parser = |value: &str| value.parse::<coderd::tls::ClientAuth>(),
-          help_heading = "Networking / TLS")]
-    tls_client_auth: coderd::tls::ClientAuth,
-    /// PEM CA certificates that sign client certificates.
-    #[arg(
-        long,
-        env = "CODER_TLS_CLIENT_CA_FILE",
-        value_name = "FILE",
-        help_heading = "Networking / TLS"
-    )]
-    tls_client_ca_file: Option<PathBuf>,
-    /// Oldest TLS version accepted: tls12 or tls13.
-    #[arg(long, env = "CODER_TLS_MIN_VERSION", default_value = "tls12",
-          value_parser = |value: &str| value.parse::<coderd::tls::TlsVersion>(),
-          help_heading = "Networking / TLS")]
-    tls_min_version: coderd::tls::TlsVersion,
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    logs: LogArgs,
     /// Run a relay (a region of the relay map named after this proxy).
     #[arg(long, env = "CODER_DERP_SERVER_ENABLE", num_args = 0..=1, require_equals = true,
           default_value = "true", default_missing_value = "true",
@@ -118,35 +71,6 @@ pub(crate) struct ProxyServerArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "Networking")]
     disable_path_apps: bool,
-
-    /// Serve Prometheus metrics on --prometheus-address.
-    #[arg(long, env = "CODER_PROMETHEUS_ENABLE", num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Introspection")]
-    prometheus_enable: bool,
-    /// Prometheus listen address.
-    #[arg(long, env = "CODER_PROMETHEUS_ADDRESS", default_value = "127.0.0.1:2112",
-          value_parser = parse_listen_address, help_heading = "Introspection")]
-    prometheus_address: String,
-    /// Human-readable logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
-    #[arg(
-        long,
-        env = "CODER_LOGGING_HUMAN",
-        default_value = "/dev/stderr",
-        help_heading = "Introspection"
-    )]
-    log_human: String,
-    /// JSON logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
-    #[arg(
-        long,
-        env = "CODER_LOGGING_JSON",
-        default_value = "",
-        help_heading = "Introspection"
-    )]
-    log_json: String,
-    /// Which logs to keep, as tracing directives [default: info, or debug with --verbose].
-    #[arg(long, env = "CODER_LOG_FILTER", help_heading = "Introspection")]
-    log_filter: Option<String>,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: ProxyServerArgs) -> Result<ExitCode> {
@@ -154,12 +78,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ProxyServerArgs) -> Result<Ex
         output::line(yaml.trim_end())?;
         return Ok(ExitCode::SUCCESS);
     }
-    super::server::logging::install(
-        &args.log_human,
-        &args.log_json,
-        args.log_filter.as_deref(),
-        global.verbose,
-    )?;
+    args.logs.install(global.verbose)?;
     let Some(primary_access_url) = args.primary_access_url.clone() else {
         bail!(
             "--primary-access-url (CODER_PRIMARY_ACCESS_URL) is required: the URL of the primary Coder server"
@@ -170,38 +89,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: ProxyServerArgs) -> Result<Ex
             "--proxy-session-token (CODER_PROXY_SESSION_TOKEN) is required: the token 'coder wsproxy create' printed"
         );
     };
-    if args.http_address.is_empty() && !args.tls_enable {
-        bail!("--http-address is empty and --tls-enable is off: there is nothing to listen on");
-    }
     if args.derp_only && !args.derp_server_enable {
         bail!("--derp-only needs the relay: do not turn off --derp-server-enable");
     }
-    let tls = if args.tls_enable {
-        Some(coderd::tls::server_config(&coderd::tls::TlsOptions {
-            cert_file: single_file(&args.tls_cert_file, "--tls-cert-file")?,
-            key_file: single_file(&args.tls_key_file, "--tls-key-file")?,
-            client_auth: args.tls_client_auth,
-            client_ca_file: args.tls_client_ca_file.clone(),
-            min_version: args.tls_min_version,
-        })?)
-    } else {
-        None
-    };
-    let mut listeners = wsproxy::Listeners::default();
-    if !args.http_address.is_empty() {
-        listeners.http = Some(bind(&args.http_address, "--http-address").await?);
-    }
-    if let Some(tls) = tls {
-        listeners.tls = Some((bind(&args.tls_address, "--tls-address").await?, tls));
-    }
-    if args.prometheus_enable {
-        listeners.prometheus = Some(bind(&args.prometheus_address, "--prometheus-address").await?);
-    }
-    let access_url = match (&args.access_url, &listeners.http, &listeners.tls) {
-        (Some(url), _, _) => url.clone(),
-        (None, _, Some((listener, _))) => default_access_url(listener.local_addr()?, "https")?,
-        (None, Some(listener), None) => default_access_url(listener.local_addr()?, "http")?,
-        (None, None, None) => bail!("no listener"),
+    let listeners = args.listen.bind().await?;
+    let access_url = match &args.access_url {
+        Some(url) => url.clone(),
+        None => derived_access_url(&listeners)?,
     };
     let config = wsproxy::Config {
         primary_access_url: primary_access_url.clone(),
@@ -218,30 +112,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: ProxyServerArgs) -> Result<Ex
     let mut handle = wsproxy::spawn(config, listeners)
         .await
         .with_context(|| format!("starting the workspace proxy for {primary_access_url}"))?;
-    if let Some(address) = handle.http_address {
-        output::line(format!(
-            "Started HTTP listener at {}",
-            default_access_url(address, "http")?
-                .as_str()
-                .trim_end_matches('/')
-        ))?;
-    }
-    if let Some(address) = handle.tls_address {
-        output::line(format!(
-            "Started TLS/HTTPS listener at {}",
-            default_access_url(address, "https")?
-                .as_str()
-                .trim_end_matches('/')
-        ))?;
-    }
-    if let Some(address) = handle.prometheus_address {
-        output::line(format!(
-            "Started Prometheus metrics endpoint at {}/metrics",
-            default_access_url(address, "http")?
-                .as_str()
-                .trim_end_matches('/')
-        ))?;
-    }
+    announce(
+        handle.http_address,
+        handle.tls_address,
+        handle.prometheus_address,
+    )?;
     output::line(format!(
         "Registered with the primary at {}",
         primary_access_url.as_str().trim_end_matches('/')

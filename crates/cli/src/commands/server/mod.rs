@@ -1,11 +1,11 @@
 //! `coder server`: validates the options, binds the listeners, starts the control plane and
 //! runs until SIGINT or SIGTERM. Also `coder server postgres-builtin-serve`.
 
-pub(crate) mod logging;
+pub(crate) mod listen;
+mod logging;
 mod options;
 mod provisioners;
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::builder::BoolishValueParser;
 use sdk::Secret;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
@@ -56,10 +55,10 @@ pub(crate) struct ServerArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "Networking")]
     secure_auth_cookie: bool,
-    /// HTTP listen address; empty disables plain HTTP.
-    #[arg(long, env = "CODER_HTTP_ADDRESS", default_value = "127.0.0.1:3000",
-          value_parser = parse_listen_address, help_heading = "Networking / HTTP")]
-    http_address: String,
+    #[command(flatten)]
+    listen: listen::ListenArgs,
+    #[command(flatten)]
+    logs: listen::LogArgs,
     /// How long a login session lasts without use.
     #[arg(long, env = "CODER_SESSION_DURATION", default_value = "24h",
           value_parser = parse_duration, help_heading = "Networking / HTTP")]
@@ -72,51 +71,6 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "CODER_DEFAULT_TOKEN_LIFETIME", default_value = "168h",
           value_parser = parse_duration, help_heading = "Networking / HTTP")]
     default_token_lifetime: Duration,
-    /// Serve HTTPS on --tls-address.
-    #[arg(long, env = "CODER_TLS_ENABLE", num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Networking / TLS")]
-    tls_enable: bool,
-    /// HTTPS listen address.
-    #[arg(long, env = "CODER_TLS_ADDRESS", default_value = "127.0.0.1:3443",
-          value_parser = parse_listen_address, help_heading = "Networking / TLS")]
-    tls_address: String,
-    /// PEM certificate (chain) for HTTPS.
-    #[arg(
-        long,
-        env = "CODER_TLS_CERT_FILE",
-        value_delimiter = ',',
-        value_name = "FILE",
-        help_heading = "Networking / TLS"
-    )]
-    tls_cert_file: Vec<PathBuf>,
-    /// PEM private key for HTTPS.
-    #[arg(
-        long,
-        env = "CODER_TLS_KEY_FILE",
-        value_delimiter = ',',
-        value_name = "FILE",
-        help_heading = "Networking / TLS"
-    )]
-    tls_key_file: Vec<PathBuf>,
-    /// Client certificates: none, request, require-any, verify-if-given or require-and-verify.
-    #[arg(long, env = "CODER_TLS_CLIENT_AUTH", default_value = "none",
-          value_parser = |value: &str| value.parse::<coderd::tls::ClientAuth>(),
-          help_heading = "Networking / TLS")]
-    tls_client_auth: coderd::tls::ClientAuth,
-    /// PEM CA certificates that sign client certificates.
-    #[arg(
-        long,
-        env = "CODER_TLS_CLIENT_CA_FILE",
-        value_name = "FILE",
-        help_heading = "Networking / TLS"
-    )]
-    tls_client_ca_file: Option<PathBuf>,
-    /// Oldest TLS version accepted: tls12 or tls13.
-    #[arg(long, env = "CODER_TLS_MIN_VERSION", default_value = "tls12",
-          value_parser = |value: &str| value.parse::<coderd::tls::TlsVersion>(),
-          help_heading = "Networking / TLS")]
-    tls_min_version: coderd::tls::TlsVersion,
 
     /// PostgreSQL URL; without one the server runs a built-in PostgreSQL in
     /// <global-config>/postgres.
@@ -127,36 +81,6 @@ pub(crate) struct ServerArgs {
         help_heading = "Database"
     )]
     postgres_url: Option<String>,
-
-    /// Serve Prometheus metrics on --prometheus-address.
-    #[arg(long, env = "CODER_PROMETHEUS_ENABLE", num_args = 0..=1, require_equals = true,
-          default_value = "false", default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Introspection")]
-    prometheus_enable: bool,
-    /// Prometheus listen address.
-    #[arg(long, env = "CODER_PROMETHEUS_ADDRESS", default_value = "127.0.0.1:2112",
-          value_parser = parse_listen_address, help_heading = "Introspection")]
-    prometheus_address: String,
-    /// Human-readable logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
-    #[arg(
-        long,
-        env = "CODER_LOGGING_HUMAN",
-        default_value = "/dev/stderr",
-        help_heading = "Introspection"
-    )]
-    log_human: String,
-    /// JSON logs to this file ('/dev/stderr', '/dev/stdout' or a path; empty: none).
-    #[arg(
-        long,
-        env = "CODER_LOGGING_JSON",
-        default_value = "",
-        help_heading = "Introspection"
-    )]
-    log_json: String,
-    /// Which logs to keep, as tracing directives (e.g. 'info,coderd=debug')
-    /// [default: info, or debug with --verbose].
-    #[arg(long, env = "CODER_LOG_FILTER", help_heading = "Introspection")]
-    log_filter: Option<String>,
 
     /// Serve the relay (the seeds' DERP) at /relay on the API's own address. It admits only
     /// endpoints this deployment knows.
@@ -308,52 +232,8 @@ pub(crate) fn parse_wildcard(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-/// Accepts `host:port`, `:port` (all interfaces) or the empty string (disabled).
-pub(crate) fn parse_listen_address(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(String::new());
-    }
-    let normalized = match value.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => value.to_owned(),
-    };
-    normalized
-        .to_socket_addrs()
-        .map_err(|err| format!("{err} (expected host:port)"))?
-        .next()
-        .ok_or_else(|| "resolves to no address".to_owned())?;
-    Ok(normalized)
-}
-
 fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|err| format!("{err} (e.g. 24h, 30m, 7d)"))
-}
-
-pub(crate) async fn bind(address: &str, option: &str) -> Result<TcpListener> {
-    TcpListener::bind(address)
-        .await
-        .with_context(|| format!("listening on {option} {address}"))
-}
-
-pub(crate) fn single_file(files: &[PathBuf], option: &str) -> Result<PathBuf> {
-    match files {
-        [file] => Ok(file.clone()),
-        [] => bail!("{option} is required with --tls-enable"),
-        _ => bail!("{option} takes one file in this version"),
-    }
-}
-
-/// The access URL to use when none is configured: the listener's own address.
-pub(crate) fn default_access_url(address: SocketAddr, scheme: &str) -> Result<Url> {
-    let host = if address.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else if address.is_ipv6() {
-        format!("[{}]", address.ip())
-    } else {
-        address.ip().to_string()
-    };
-    Url::parse(&format!("{scheme}://{host}:{}", address.port())).context("building the access URL")
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCode> {
@@ -361,17 +241,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         output::line(yaml.trim_end())?;
         return Ok(ExitCode::SUCCESS);
     }
-    logging::install(
-        &args.log_human,
-        &args.log_json,
-        args.log_filter.as_deref(),
-        global.verbose,
-    )?;
+    args.logs.install(global.verbose)?;
     if let Some(ServerCommand::PostgresBuiltinServe { raw_url }) = args.command {
         return postgres_builtin_serve(global, raw_url).await;
-    }
-    if args.http_address.is_empty() && !args.tls_enable {
-        bail!("--http-address is empty and --tls-enable is off: there is nothing to listen on");
     }
     if args.telemetry {
         tracing::warn!(
@@ -381,34 +253,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
     if args.update_check {
         tracing::warn!("update checks are not implemented: nothing is fetched");
     }
-    let tls = if args.tls_enable {
-        let options = coderd::tls::TlsOptions {
-            cert_file: single_file(&args.tls_cert_file, "--tls-cert-file")?,
-            key_file: single_file(&args.tls_key_file, "--tls-key-file")?,
-            client_auth: args.tls_client_auth,
-            client_ca_file: args.tls_client_ca_file.clone(),
-            min_version: args.tls_min_version,
-        };
-        Some(coderd::tls::server_config(&options)?)
-    } else {
-        None
-    };
-
-    let mut listeners = coderd::Listeners::default();
-    if !args.http_address.is_empty() {
-        listeners.http = Some(bind(&args.http_address, "--http-address").await?);
-    }
-    if let Some(tls) = tls {
-        listeners.tls = Some((bind(&args.tls_address, "--tls-address").await?, tls));
-    }
-    if args.prometheus_enable {
-        listeners.prometheus = Some(bind(&args.prometheus_address, "--prometheus-address").await?);
-    }
-    let access_url = match (&args.access_url, &listeners.http, &listeners.tls) {
-        (Some(url), _, _) => url.clone(),
-        (None, _, Some((listener, _))) => default_access_url(listener.local_addr()?, "https")?,
-        (None, Some(listener), None) => default_access_url(listener.local_addr()?, "http")?,
-        (None, None, None) => bail!("no listener"),
+    let listeners = args.listen.bind().await?;
+    let access_url = match &args.access_url {
+        Some(url) => url.clone(),
+        None => listen::derived_access_url(&listeners)?,
     };
     let database = match &args.postgres_url {
         Some(url) if !url.is_empty() => coderd::Database::Url(Secret::new(url.clone())),
@@ -458,24 +306,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         }
         Err(err) => return Err(err.into()),
     };
-    if let Some(address) = handle.http_address {
-        output::line(format!(
-            "Started HTTP listener at {}",
-            display_url(&default_access_url(address, "http")?)
-        ))?;
-    }
-    if let Some(address) = handle.tls_address {
-        output::line(format!(
-            "Started TLS/HTTPS listener at {}",
-            display_url(&default_access_url(address, "https")?)
-        ))?;
-    }
-    if let Some(address) = handle.prometheus_address {
-        output::line(format!(
-            "Started Prometheus metrics endpoint at {}/metrics",
-            display_url(&default_access_url(address, "http")?)
-        ))?;
-    }
+    listen::announce(
+        handle.http_address,
+        handle.tls_address,
+        handle.prometheus_address,
+    )?;
     let daemons = provisioners::start_builtin(
         args.provisioner_daemons,
         handle.http_address,
@@ -605,6 +440,7 @@ async fn postgres_builtin_serve(global: &GlobalArgs, raw_url: bool) -> Result<Ex
 mod tests {
     use clap::CommandFactory;
 
+    use super::listen::parse_listen_address;
     use super::*;
     use crate::commands::Cli;
 

@@ -149,8 +149,8 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     option("experiments", "experiments", Kind::List),
 ];
 
-/// `coder wsproxy server`'s options: its own, and the subset of the server's it shares.
-pub(crate) const PROXY_OPTIONS: &[OptionSpec] = &[
+/// `coder wsproxy server`'s own options; it also takes [`SHARED_WITH_PROXY`] from [`OPTIONS`].
+const PROXY_ONLY: &[OptionSpec] = &[
     option(
         "primary_access_url",
         "externalWorkspaceProxy.primaryAccessURL",
@@ -163,52 +163,28 @@ pub(crate) const PROXY_OPTIONS: &[OptionSpec] = &[
         secret: true,
     },
     option("derp_only", "externalWorkspaceProxy.derpOnly", Kind::Bool),
-    option("access_url", "networking.accessURL", Kind::Text),
-    option(
-        "wildcard_access_url",
-        "networking.wildcardAccessURL",
-        Kind::Text,
-    ),
-    option("http_address", "networking.http.httpAddress", Kind::Text),
-    option("tls_enable", "networking.tls.enable", Kind::Bool),
-    option("tls_address", "networking.tls.address", Kind::Text),
-    option("tls_cert_file", "networking.tls.certFiles", Kind::List),
-    option("tls_key_file", "networking.tls.keyFiles", Kind::List),
-    option("tls_client_auth", "networking.tls.clientAuth", Kind::Text),
-    option(
-        "tls_client_ca_file",
-        "networking.tls.clientCAFile",
-        Kind::Text,
-    ),
-    option("tls_min_version", "networking.tls.minVersion", Kind::Text),
-    option(
-        "derp_server_enable",
-        "networking.derp.server.enable",
-        Kind::Bool,
-    ),
-    option(
-        "block_direct_connections",
-        "networking.derp.blockDirect",
-        Kind::Bool,
-    ),
-    option(
-        "disable_path_apps",
-        "networking.disablePathApps",
-        Kind::Bool,
-    ),
-    option(
-        "prometheus_enable",
-        "introspection.prometheus.enable",
-        Kind::Bool,
-    ),
-    option(
-        "prometheus_address",
-        "introspection.prometheus.address",
-        Kind::Text,
-    ),
-    option("log_human", "introspection.logging.humanPath", Kind::Text),
-    option("log_json", "introspection.logging.jsonPath", Kind::Text),
-    option("log_filter", "introspection.logging.filter", Kind::Text),
+];
+
+/// The server options a workspace proxy has too, under the same YAML keys.
+const SHARED_WITH_PROXY: &[&str] = &[
+    "access_url",
+    "wildcard_access_url",
+    "http_address",
+    "tls_enable",
+    "tls_address",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_auth",
+    "tls_client_ca_file",
+    "tls_min_version",
+    "derp_server_enable",
+    "block_direct_connections",
+    "disable_path_apps",
+    "prometheus_enable",
+    "prometheus_address",
+    "log_human",
+    "log_json",
+    "log_filter",
 ];
 
 /// Which command's options a config file holds.
@@ -221,10 +197,17 @@ pub(crate) enum Role {
 }
 
 impl Role {
-    pub(super) fn options(self) -> &'static [OptionSpec] {
+    pub(super) fn options(self) -> Vec<&'static OptionSpec> {
         match self {
-            Role::Server => OPTIONS,
-            Role::Proxy => PROXY_OPTIONS,
+            Role::Server => OPTIONS.iter().collect(),
+            Role::Proxy => PROXY_ONLY
+                .iter()
+                .chain(
+                    OPTIONS
+                        .iter()
+                        .filter(|spec| SHARED_WITH_PROXY.contains(&spec.id)),
+                )
+                .collect(),
         }
     }
 
@@ -268,7 +251,7 @@ pub(crate) fn config_file_defaults(
     flatten(&yaml, String::new(), &mut leaves);
     let mut defaults = Vec::new();
     for (key, value) in leaves {
-        let Some(spec) = role.options().iter().find(|spec| spec.yaml == key) else {
+        let Some(spec) = role.options().into_iter().find(|spec| spec.yaml == key) else {
             return Err(config_error(path, format!("unknown key {key:?}")));
         };
         let set_elsewhere = matches!(
@@ -332,7 +315,7 @@ fn to_strings(value: &Value, kind: Kind) -> Option<Vec<String>> {
 /// The effective configuration as YAML, secrets left out.
 pub(crate) fn effective_yaml(role: Role, server: &ArgMatches) -> String {
     let mut root = Mapping::new();
-    for spec in role.options().iter().filter(|spec| !spec.secret) {
+    for spec in role.options().into_iter().filter(|spec| !spec.secret) {
         let raw: Vec<String> = server
             .get_raw(spec.id)
             .map(|values| {
