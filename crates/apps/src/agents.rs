@@ -51,6 +51,8 @@ pub struct Following {
     pub guard: Box<dyn Send + Sync>,
 }
 
+type Slot = Arc<Mutex<Option<Arc<Cached>>>>;
+
 struct Cached {
     connection: Connection,
     _guard: Box<dyn Send + Sync>,
@@ -75,7 +77,9 @@ struct Inner {
     direct: bool,
     secret_key: SecretKey,
     endpoint: tokio::sync::OnceCell<(Endpoint, MemoryLookup)>,
-    connections: Mutex<HashMap<Uuid, Arc<Cached>>>,
+    /// One slot per agent, locked only while that agent is being dialled: an offline agent
+    /// keeps its own requests waiting, never another agent's.
+    connections: std::sync::Mutex<HashMap<Uuid, Slot>>,
 }
 
 impl AgentConnector {
@@ -88,7 +92,7 @@ impl AgentConnector {
                 direct,
                 secret_key: SecretKey::generate(),
                 endpoint: tokio::sync::OnceCell::new(),
-                connections: Mutex::default(),
+                connections: std::sync::Mutex::default(),
             }),
         }
     }
@@ -125,7 +129,7 @@ impl AgentConnector {
                 Ok(streams) => return Ok(streams),
                 Err(proto::OpenError::Broken(reason)) if attempt == 0 => {
                     tracing::debug!(%agent_id, %reason, "the cached tunnel broke; dialling again");
-                    self.inner.connections.lock().await.remove(&agent_id);
+                    *self.slot(agent_id).lock().await = None;
                 }
                 Err(proto::OpenError::Broken(reason)) => {
                     return Err(AgentConnError::Stream(reason));
@@ -140,17 +144,30 @@ impl AgentConnector {
 
     /// Whether a live tunnel to the agent is open (so a request to it will not wait to dial).
     pub async fn is_connected(&self, agent_id: Uuid) -> bool {
-        self.inner
-            .connections
-            .lock()
-            .await
-            .get(&agent_id)
+        let slot = self.slot(agent_id);
+        // A slot being dialled is not connected yet; don't wait for it.
+        let Ok(cached) = slot.try_lock() else {
+            return false;
+        };
+        cached
+            .as_ref()
             .is_some_and(|cached| cached.connection.close_reason().is_none())
     }
 
+    fn slot(&self, agent_id: Uuid) -> Slot {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(agent_id)
+            .or_default()
+            .clone()
+    }
+
     async fn connection(&self, agent_id: Uuid) -> Result<Arc<Cached>, AgentConnError> {
-        let mut connections = self.inner.connections.lock().await;
-        if let Some(cached) = connections.get(&agent_id)
+        let slot = self.slot(agent_id);
+        let mut cached_slot = slot.lock().await;
+        if let Some(cached) = cached_slot.as_ref()
             && cached.connection.close_reason().is_none()
         {
             return Ok(cached.clone());
@@ -204,7 +221,7 @@ impl AgentConnector {
             _guard: following.guard,
             follow,
         });
-        connections.insert(agent_id, cached.clone());
+        *cached_slot = Some(cached.clone());
         Ok(cached)
     }
 }
