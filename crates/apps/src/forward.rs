@@ -221,15 +221,19 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
 
 /// A cookie the request carries.
 pub fn cookie(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers()
+    header_cookie(request.headers(), name)
+}
+
+/// The value of the named cookie in `headers` (quotes around it removed).
+pub fn header_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
+        .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
 /// Whether a browser asked for a page (so a redirect to sign in makes sense).

@@ -128,15 +128,7 @@ fn find_token(parts: &Parts) -> Option<(String, TokenSource)> {
 
 /// The value of the named cookie.
 pub(crate) fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
+    apps::forward::header_cookie(&parts.headers, name)
 }
 
 /// The authenticated user of a request, with the key it used and what it may do.

@@ -163,20 +163,11 @@ pub(crate) async fn run(global: &GlobalArgs, command: WsproxyCommand) -> Result<
                 .await
                 .map_err(session::explain)
                 .context("creating the workspace proxy")?;
-            let token = response
-                .proxy_token
-                .as_ref()
-                .map(|token| token.expose().to_owned())
-                .unwrap_or_default();
-            if only_token {
-                output::line(&token)?;
-            } else {
-                let sentence = format!(
-                    "Workspace Proxy {:?} created successfully. Save this token, it will not be shown again.\nToken: {token}",
-                    response.proxy.name
-                );
-                print_one(&response, &token, &sentence, columns, output)?;
-            }
+            let what = format!(
+                "Workspace Proxy {:?} created successfully.",
+                response.proxy.name
+            );
+            print_token(&response, &what, only_token, columns, output)?;
         }
         WsproxyCommand::Ls { columns, output } => {
             let proxies = client.workspace_proxies().await.map_err(session::explain)?;
@@ -254,20 +245,11 @@ pub(crate) async fn run(global: &GlobalArgs, command: WsproxyCommand) -> Result<
                 .await
                 .map_err(session::explain)
                 .with_context(|| format!("regenerating the token of workspace proxy {proxy:?}"))?;
-            let token = response
-                .proxy_token
-                .as_ref()
-                .map(|token| token.expose().to_owned())
-                .unwrap_or_default();
-            if only_token {
-                output::line(&token)?;
-            } else {
-                let sentence = format!(
-                    "Workspace Proxy {:?} has a new token; the old one no longer works. Save this token, it will not be shown again.\nToken: {token}",
-                    response.proxy.name
-                );
-                print_one(&response, &token, &sentence, columns, output)?;
-            }
+            let what = format!(
+                "Workspace Proxy {:?} has a new token; the old one no longer works.",
+                response.proxy.name
+            );
+            print_token(&response, &what, only_token, columns, output)?;
         }
         WsproxyCommand::Server(_) => unreachable!("handled above"),
     }
@@ -293,6 +275,27 @@ fn table(columns: Columns, default: &[&str]) -> Result<Table<'static>> {
         })
         .collect();
     Table::new(COLUMNS, &chosen)
+}
+
+/// A new token: alone with `--only-token`, else after `what` and the warning that it is shown
+/// once (or as a table or JSON).
+fn print_token(
+    response: &sdk::UpdateWorkspaceProxyResponse,
+    what: &str,
+    only_token: bool,
+    columns: Columns,
+    format: ProxyFormat,
+) -> Result<()> {
+    let token = response
+        .proxy_token
+        .as_ref()
+        .map(|token| token.expose().to_owned())
+        .unwrap_or_default();
+    if only_token {
+        return output::line(&token);
+    }
+    let sentence = format!("{what} Save this token, it will not be shown again.\nToken: {token}");
+    print_one(response, &token, &sentence, columns, format)
 }
 
 fn print_one(

@@ -7,23 +7,20 @@ use std::time::Duration;
 use testkit::eventually;
 
 use crate::coder;
-use crate::fixture::{api, free_port, home, user_with_roles, workspace, workspace_from};
+use crate::fixture::{
+    STARTUP, api, free_port, home, user_with_roles, with_startup, workspace, workspace_from,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
     let port = free_port();
     let ws = workspace_from(coder(), &["--wildcard-access-url", "*.apps.test"], |template| {
-        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
-        assert!(template.contains(startup), "the local template changed");
-        template.replace(
-            startup,
-            &format!(
+        with_startup(template, &format!(
                 "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\", healthcheck = {{ url = \"http://localhost:{port}/\", interval = 1, threshold = 2 }} }}, {{ slug = \"shared\", url = \"http://localhost:{port}\", share = \"authenticated\" }}, {{ slug = \"open\", url = \"http://localhost:{port}\", share = \"public\" }}]"
-            ),
-        )
+            ))
     })
     .await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let token = token.trim();
     let base = ws._server.url.clone();
     let http = reqwest::Client::builder()
@@ -425,7 +422,7 @@ async fn the_web_terminal_survives_a_dropped_socket() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let ws = workspace(&[]).await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let admin = api(&ws, token.trim());
     let workspace = admin
         .workspace_by_owner_and_name("me", "dev")
@@ -561,17 +558,12 @@ async fn apps_pass_websockets_and_say_when_the_app_is_down() {
     });
     let dead_port = free_port();
     let ws = workspace_from(coder(), &[], |template| {
-        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
-        assert!(template.contains(startup), "the local template changed");
-        template.replace(
-            startup,
-            &format!(
-                "{startup}\n    apps = [\n      {{ slug = \"echo\", url = \"http://localhost:{echo_port}\" }},\n      {{ slug = \"down\", url = \"http://localhost:{dead_port}\", healthcheck = {{ url = \"http://localhost:{dead_port}/\", interval = 1, threshold = 2 }} }},\n    ]"
-            ),
-        )
+        with_startup(template, &format!(
+                "{STARTUP}\n    apps = [\n      {{ slug = \"echo\", url = \"http://localhost:{echo_port}\" }},\n      {{ slug = \"down\", url = \"http://localhost:{dead_port}\", healthcheck = {{ url = \"http://localhost:{dead_port}/\", interval = 1, threshold = 2 }} }},\n    ]"
+            ))
     })
     .await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let mut url = ws._server.url.clone();
     url.set_scheme("ws").unwrap();
     let url = url.join("/@admin/dev/apps/echo/socket").unwrap();
@@ -763,18 +755,15 @@ async fn bulk_app() -> u16 {
 async fn a_gibibyte_down_and_256_mib_up_through_an_app() {
     let port = bulk_app().await;
     let ws = workspace_from(coder(), &[], |template| {
-        let startup =
-            "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
-        assert!(template.contains(startup), "the local template changed");
-        template.replace(
-            startup,
+        with_startup(
+            template,
             &format!(
-                "{startup}\n    apps = [{{ slug = \"bulk\", url = \"http://localhost:{port}\" }}]"
+                "{STARTUP}\n    apps = [{{ slug = \"bulk\", url = \"http://localhost:{port}\" }}]"
             ),
         )
     })
     .await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let http = reqwest::Client::new();
     let base = ws._server.url.clone();
 
@@ -930,15 +919,10 @@ async fn https_app() -> u16 {
 async fn https_apps_and_port_urls() {
     let port = https_app().await;
     let ws = workspace_from(coder(), &["--wildcard-access-url", "*.apps.test"], |template| {
-        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
-        assert!(template.contains(startup), "the local template changed");
-        template.replace(
-            startup,
-            &format!("{startup}\n    apps = [{{ slug = \"secure\", url = \"https://localhost:{port}\" }}]"),
-        )
+        with_startup(template, &format!("{STARTUP}\n    apps = [{{ slug = \"secure\", url = \"https://localhost:{port}\" }}]"))
     })
     .await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let http = reqwest::Client::new();
     let base = ws._server.url.clone();
     let body = http

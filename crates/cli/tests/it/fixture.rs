@@ -143,3 +143,24 @@ pub(crate) fn api(ws: &Workspace, token: &str) -> sdk::client::Client {
     sdk::client::Client::new(ws._server.url.clone(), reqwest::Client::new())
         .with_session_token(sdk::Secret::new(token))
 }
+
+/// The local template's startup script line, which tests replace or extend.
+pub(crate) const STARTUP: &str =
+    "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
+
+/// The local template's main.tf with its startup line replaced by `lines` (which may repeat
+/// [`STARTUP`] to keep it).
+pub(crate) fn with_startup(template: String, lines: &str) -> String {
+    assert!(template.contains(STARTUP), "the local template changed");
+    template.replace(STARTUP, lines)
+}
+
+impl Workspace {
+    /// The owner's session token, as `coder login` saved it.
+    pub(crate) fn token(&self) -> String {
+        std::fs::read_to_string(self.coder.config_dir().join("session"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}

@@ -458,7 +458,7 @@ async fn block_direct_connections_forces_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_those_who_may_connect_learn_the_address_and_only_they_get_in() {
     let ws = workspace(&[]).await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let admin = api(&ws, token.trim());
     let workspace = admin
         .workspace_by_owner_and_name("me", "dev")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use testkit::{ServerProcess, TestDb, eventually};
 
 use crate::coder;
-use crate::fixture::{api, free_port, user_with_roles, workspace_from};
+use crate::fixture::{api, free_port, user_with_roles, with_startup, workspace_from};
 
 /// `Token: ID:SECRET` from `coder wsproxy create`'s output.
 fn token_of(stdout: &str) -> String {
@@ -95,7 +95,7 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
     let http = reqwest::Client::new();
     // One instance: a regenerated token forgets it, so it may register again.
     let replica = uuid::Uuid::new_v4();
-    let register_at = |token: String, access_url: String| {
+    let register_as = |token: String, access_url: String, replica: uuid::Uuid| {
         http.post(
             server
                 .url
@@ -111,6 +111,7 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
         }))
         .send()
     };
+    let register_at = |token: String, access_url: String| register_as(token, access_url, replica);
     let register = |token: String| register_at(token, "http://127.0.0.1:1".to_owned());
     assert_eq!(register(token.clone()).await.unwrap().status(), 201);
     let regenerated = coder
@@ -170,23 +171,13 @@ async fn owners_create_list_edit_regenerate_and_delete_proxies() {
     )
     .await;
     // Another instance with the same token is refused while this one is registered.
-    let twin = http
-        .post(
-            server
-                .url
-                .join("/api/v2/workspaceproxies/me/register")
-                .unwrap(),
-        )
-        .header(sdk::PROXY_TOKEN_HEADER, fresh.clone())
-        .json(&serde_json::json!({
-            "access_url": "http://127.0.0.1:2",
-            "derp_enabled": true,
-            "replica_id": uuid::Uuid::new_v4(),
-            "version": "test",
-        }))
-        .send()
-        .await
-        .unwrap();
+    let twin = register_as(
+        fresh.clone(),
+        "http://127.0.0.1:2".to_owned(),
+        uuid::Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
     assert_eq!(twin.status(), 409);
     assert!(twin.text().await.unwrap().contains("already running"));
 
@@ -299,17 +290,12 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
 
     let app_port = free_port();
     let ws = workspace_from(coder(), &[], |template| {
-        let startup = "    startup_script = \"echo \\\"workspace ${var.coder_workspace_name} is ready\\\"\"";
-        assert!(template.contains(startup), "the local template changed");
-        template.replace(
-            startup,
-            &format!(
+        with_startup(template, &format!(
                 "    startup_script = \"setsid nohup python3 -m http.server {app_port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", url = \"http://localhost:{app_port}\" }}]"
-            ),
-        )
+            ))
     })
     .await;
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let token = token.trim().to_owned();
     let primary = ws._server.url.clone();
     std::fs::write(
@@ -651,7 +637,7 @@ async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
         .unwrap();
     assert_eq!(page.status(), 404);
     assert!(page.text().await.unwrap().contains("DERP-only"));
-    let token = std::fs::read_to_string(ws.coder.config_dir().join("session")).unwrap();
+    let token = ws.token();
     let regions = api(&ws, token.trim()).regions().await.unwrap().regions;
     assert_eq!(
         regions.len(),

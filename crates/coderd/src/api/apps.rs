@@ -92,6 +92,17 @@ async fn resolve(
     }
 }
 
+impl Who<'_> {
+    /// The user a signed token names: nil for anonymous access to a public app.
+    fn user_id(self) -> uuid::Uuid {
+        match self {
+            Who::Anonymous => uuid::Uuid::nil(),
+            Who::User(current) => current.user.id,
+            Who::AppToken(user_id) => user_id,
+        }
+    }
+}
+
 /// Who may open an app: `owner` (the workspace's owner, and deployment owners),
 /// `authenticated` (any signed-in user) or `public` (anyone); port URLs are owner-only.
 fn may_open(who: Who<'_>, share: &str, workspace: Resource, owner: uuid::Uuid) -> bool {
@@ -321,11 +332,7 @@ async fn proxy_and_sign(
     if let (Some(grant), Who::User(_)) = (grant, who) {
         state.app_grants.insert(grant, upstream.clone(), expires);
     }
-    let user_id = match who {
-        Who::Anonymous => uuid::Uuid::nil(),
-        Who::User(current) => current.user.id,
-        Who::AppToken(user_id) => user_id,
-    };
+    let user_id = who.user_id();
     let token = state.app_tokens.sign(&app_tokens::Claims {
         kind: Kind::Signed,
         user_id,
@@ -589,11 +596,7 @@ async fn issue_signed_app_token(
         resolve(&state, who, &app.username, &app.workspace, agent, &target).await?
     };
     tracing::debug!(proxy = %proxy.name, scope = %request.scope, "issued a signed app token to a workspace proxy");
-    let user_id = match who {
-        Who::Anonymous => uuid::Uuid::nil(),
-        Who::User(current) => current.user.id,
-        Who::AppToken(user_id) => user_id,
-    };
+    let user_id = who.user_id();
     let token = state.app_tokens.sign(&app_tokens::Claims {
         kind: Kind::Signed,
         user_id,
