@@ -8,7 +8,8 @@ use testkit::eventually;
 
 use crate::coder;
 use crate::fixture::{
-    STARTUP, api, free_port, home, user_with_roles, with_startup, workspace, workspace_from,
+    STARTUP, api, free_port, home, signed_app_token, user_with_roles, with_startup, workspace,
+    workspace_from,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,13 +54,7 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         .await
         .unwrap();
     assert_eq!(authorized.status(), 200);
-    let signed = authorized
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|value| value.to_str().unwrap().to_owned())
-        .find(|value| value.starts_with("coder_signed_app_token="))
-        .expect("a signed app token");
+    let signed = signed_app_token(&authorized);
     assert!(
         signed.contains("Path=/@admin/dev/apps/files/") && signed.contains("HttpOnly"),
         "{signed}"
@@ -779,13 +774,7 @@ async fn a_gibibyte_down_and_256_mib_up_through_an_app() {
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    let signed = first
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|value| value.to_str().unwrap().to_owned())
-        .find(|value| value.starts_with("coder_signed_app_token="))
-        .expect("a signed app token");
+    let signed = signed_app_token(&first);
     let first = first.text().await.unwrap();
     let signed_pair = signed.split(';').next().unwrap().to_owned();
     let second = headers(format!("{signed_pair}; theme=dark"))

@@ -164,3 +164,14 @@ impl Workspace {
             .to_owned()
     }
 }
+
+/// The whole `Set-Cookie` value setting the signed app token (attributes included).
+pub(crate) fn signed_app_token(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap().to_owned())
+        .find(|value| value.starts_with("coder_signed_app_token="))
+        .expect("a signed app token")
+}

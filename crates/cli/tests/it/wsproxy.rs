@@ -8,7 +8,9 @@ use std::time::Duration;
 use testkit::{ServerProcess, TestDb, eventually};
 
 use crate::coder;
-use crate::fixture::{api, free_port, user_with_roles, with_startup, workspace_from};
+use crate::fixture::{
+    api, free_port, signed_app_token, user_with_roles, with_startup, workspace_from,
+};
 
 /// `Token: ID:SECRET` from `coder wsproxy create`'s output.
 fn token_of(stdout: &str) -> String {
@@ -433,13 +435,7 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
         },
     )
     .await;
-    let signed = opened
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|value| value.to_str().unwrap().to_owned())
-        .find(|value| value.starts_with("coder_signed_app_token="))
-        .expect("a signed app token from the proxy");
+    let signed = signed_app_token(&opened);
     assert_eq!(opened.text().await.unwrap(), "hello from the workspace\n");
     let signed = signed.split(';').next().unwrap().to_owned();
     let again = http
