@@ -6,6 +6,7 @@ mod commands;
 mod dial;
 mod output;
 mod session;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -125,12 +125,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: ProxyServerArgs) -> Result<Ex
         "Serving workspace apps at: {}",
         access_url.as_str().trim_end_matches('/')
     ))?;
+    crate::systemd::notify("READY=1");
     tokio::select! {
         result = wait_for_signal() => {
             result?;
+            crate::systemd::notify("STOPPING=1");
             output::line("Interrupt caught, gracefully exiting. Use ctrl+\\ to force quit")?;
         }
         reason = handle.failed() => {
+            crate::systemd::notify("STOPPING=1");
             handle.shutdown().await;
             bail!("the workspace proxy stopped: {reason}");
         }

@@ -7,6 +7,7 @@ mod builtin_postgres;
 mod fixture;
 mod login;
 mod nat;
+mod packaging;
 mod server;
 mod templates;
 mod terminal;

@@ -318,8 +318,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: ServerArgs) -> Result<ExitCod
         builtin_key,
     )?;
     output::line(format!("View the Web UI: {}", display_url(&access_url)))?;
+    crate::systemd::notify("READY=1");
 
     wait_for_signal().await?;
+    crate::systemd::notify("STOPPING=1");
     output::line("Interrupt caught, gracefully exiting. Use ctrl+\\ to force quit")?;
     let shutdown = async {
         daemons.shutdown().await;
