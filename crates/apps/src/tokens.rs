@@ -31,6 +31,9 @@ pub const EXCHANGE_PARAM: &str = "coder_application_connect_api_key";
 pub const APP_COOKIE: &str = "coder_subdomain_app_session_token";
 /// The cookie that carries a signed token for one app.
 pub const SIGNED_COOKIE: &str = "coder_signed_app_token";
+/// The query parameter a terminal WebSocket may carry its signed token in (browsers cannot set
+/// headers on WebSockets, and a proxy on another site cannot read the dashboard's cookie).
+pub const SIGNED_TERMINAL_PARAM: &str = "coder_signed_app_token_23db1dde";
 /// How long an exchange token lives: one redirect.
 pub const EXCHANGE_SECONDS: i64 = 60;
 /// How long an app cookie lives before the browser goes through the exchange again (which
@@ -38,6 +41,11 @@ pub const EXCHANGE_SECONDS: i64 = 60;
 pub const APP_SECONDS: i64 = 3600;
 /// How long a signed app token lets requests skip the authorization checks.
 pub const SIGNED_SECONDS: i64 = 60;
+
+/// The scope of a signed token for the web terminal of `agent_id`.
+pub fn terminal_scope(agent_id: uuid::Uuid) -> String {
+    format!("terminal:{agent_id}")
+}
 
 /// What a token is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

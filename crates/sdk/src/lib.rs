@@ -54,10 +54,11 @@ pub use users::{
 };
 pub use workspace_proxies::{
     AppRequest, CreateWorkspaceProxyRequest, DeregisterWorkspaceProxyRequest,
-    IssueSignedAppTokenRequest, IssueSignedAppTokenResponse, PRIMARY_PROXY_NAME,
-    PROXY_TOKEN_HEADER, PatchWorkspaceProxy, ProxyHealthReport, ProxyHealthStatus, Region,
-    RegionsResponse, RegisterWorkspaceProxyRequest, RegisterWorkspaceProxyResponse,
-    UpdateWorkspaceProxyResponse, WorkspaceProxy, WorkspaceProxyStatus,
+    IssueReconnectingPtySignedTokenRequest, IssueSignedAppTokenRequest,
+    IssueSignedAppTokenResponse, PRIMARY_PROXY_NAME, PROXY_TOKEN_HEADER, PatchWorkspaceProxy,
+    ProxyHealthReport, ProxyHealthStatus, Region, RegionsResponse, RegisterWorkspaceProxyRequest,
+    RegisterWorkspaceProxyResponse, UpdateWorkspaceProxyResponse, WorkspaceProxy,
+    WorkspaceProxyStatus,
 };
 pub use workspaces::{
     CreateWorkspaceBuildRequest, CreateWorkspaceRequest, Workspace, WorkspaceBuild,

@@ -239,6 +239,18 @@ pub struct IssueSignedAppTokenRequest {
     pub scope: String,
 }
 
+/// `POST /api/v2/applications/reconnecting-pty-signed-token`: the dashboard asks for a token
+/// to open an agent's terminal at `url` (a workspace proxy's). The answer is an
+/// [`IssueSignedAppTokenResponse`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueReconnectingPtySignedTokenRequest {
+    /// The terminal URL the token will be sent to.
+    pub url: String,
+    /// The agent whose terminal it opens.
+    #[serde(rename = "agentID")]
+    pub agent_id: Uuid,
+}
+
 /// The signed app token, for the proxy to set as a cookie.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IssueSignedAppTokenResponse {

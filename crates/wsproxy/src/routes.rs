@@ -421,33 +421,29 @@ async fn terminal(
     let Some(registered) = state.registered.get() else {
         return not_ready();
     };
-    let issued = state
-        .primary
-        .issue_signed_app_token(&sdk::IssueSignedAppTokenRequest {
-            app_request: sdk::AppRequest {
-                access_method: "terminal".into(),
-                username: String::new(),
-                workspace: String::new(),
-                agent: id.to_string(),
-                app: String::new(),
-            },
-            session_token: session_token(&request).map(sdk::Secret::new),
-            app_cookie: None,
-            scope: format!("terminal:{id}"),
-        })
-        .await;
-    if let Err(err) = issued {
-        return match err {
-            sdk::client::ClientError::Api { status, response } => (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-                Json(response),
-            )
-                .into_response(),
-            other => ProxyError::bad_gateway(format!(
-                "This workspace proxy cannot reach the primary to authorize the terminal: {other}"
-            ))
-            .into_response(),
-        };
+    // The dashboard's way in: a token the primary signed for this agent's terminal.
+    let now = chrono::Utc::now().timestamp();
+    let presigned = query_param(&request, tokens::SIGNED_TERMINAL_PARAM).map(|token| {
+        registered
+            .signer
+            .verify(&token, Kind::Signed, &tokens::terminal_scope(id), now)
+            .is_some()
+    });
+    match presigned {
+        Some(true) => {}
+        Some(false) => {
+            return ProxyError {
+                status: StatusCode::UNAUTHORIZED,
+                message: "This terminal link is invalid or has expired. Open the terminal again from the dashboard.".into(),
+            }
+            .into_response();
+        }
+        None => {
+            let token = session_token(&request);
+            if let Some(response) = authorize_terminal(&state, id, token).await {
+                return response;
+            }
+        }
     }
     let (mut parts, _body) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
@@ -459,6 +455,42 @@ async fn terminal(
         Err(err) => return ProxyError::bad_gateway(err.to_string()).into_response(),
     };
     upgrade.on_upgrade(move |socket| apps::terminal::bridge(socket, send, recv))
+}
+
+/// Asks the primary whether the request's session may open the terminal; `Some` is the
+/// refusal to send back.
+async fn authorize_terminal(
+    state: &AppState,
+    id: Uuid,
+    session_token: Option<String>,
+) -> Option<Response> {
+    let issued = state
+        .primary
+        .issue_signed_app_token(&sdk::IssueSignedAppTokenRequest {
+            app_request: sdk::AppRequest {
+                access_method: "terminal".into(),
+                username: String::new(),
+                workspace: String::new(),
+                agent: id.to_string(),
+                app: String::new(),
+            },
+            session_token: session_token.map(sdk::Secret::new),
+            app_cookie: None,
+            scope: tokens::terminal_scope(id),
+        })
+        .await;
+    let err = issued.err()?;
+    Some(match err {
+        sdk::client::ClientError::Api { status, response } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            Json(response),
+        )
+            .into_response(),
+        other => ProxyError::bad_gateway(format!(
+            "This workspace proxy cannot reach the primary to authorize the terminal: {other}"
+        ))
+        .into_response(),
+    })
 }
 
 /// The proxy's metrics: HTTP requests (Coder's names) and the relay's counters.

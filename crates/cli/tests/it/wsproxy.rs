@@ -548,6 +548,72 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
     .unwrap_or_else(|_| panic!("no output through the proxy's terminal:\n{seen}"));
     drop(socket);
 
+    // The dashboard's way: a terminal token the primary signs, sent as a query parameter
+    // (no session on the proxy's site). It opens this agent's terminal and nothing else.
+    let pty_url = format!("ws://127.0.0.1:{proxy_port}/api/v2/workspaceagents/{agent_id}/pty");
+    let sign = |url: String, agent: uuid::Uuid| {
+        http.post(
+            primary
+                .join("/api/v2/applications/reconnecting-pty-signed-token")
+                .unwrap(),
+        )
+        .header("Coder-Session-Token", &token)
+        .json(&serde_json::json!({"url": url, "agentID": agent}))
+        .send()
+    };
+    let signed: serde_json::Value = sign(pty_url.clone(), agent_id)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let signed = signed["signed_token"].as_str().unwrap().to_owned();
+    let open = |token: &str| {
+        tokio_tungstenite::connect_async(format!(
+            "{pty_url}?reconnect={}&width=80&height=24&coder_signed_app_token_23db1dde={token}",
+            uuid::Uuid::new_v4()
+        ))
+    };
+    let (mut socket, _) = open(&signed).await.unwrap();
+    socket
+        .send(Message::Text(
+            serde_json::json!({"data": "echo signed-$((6*7))\r"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.contains("signed-42") {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(Ok(_)) => {}
+                other => panic!("the terminal closed: {other:?}\n{seen}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no output with a signed terminal token:\n{seen}"));
+    drop(socket);
+    let mut tampered = signed.clone();
+    tampered.pop();
+    match open(&tampered).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+        }
+        other => panic!("a tampered terminal token must be refused: {other:?}"),
+    }
+    let wrong_path = sign(format!("{pty_url}/../other"), agent_id).await.unwrap();
+    assert_eq!(wrong_path.status(), 400);
+    let unknown_agent = sign(
+        pty_url.replace(&agent_id.to_string(), &uuid::Uuid::nil().to_string()),
+        uuid::Uuid::nil(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown_agent.status(), 404);
+
     // Prometheus: HTTP and relay metrics.
     let metrics = http
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))

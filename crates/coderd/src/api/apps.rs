@@ -609,8 +609,47 @@ async fn issue_signed_app_token(
     }))
 }
 
+/// `POST /api/v2/applications/reconnecting-pty-signed-token`: the dashboard opens the web
+/// terminal through a workspace proxy, which cannot read the dashboard's session cookie; the
+/// primary checks the user may reach the agent and signs a one-minute token the proxy verifies
+/// itself (sent as the `coder_signed_app_token_23db1dde` query parameter).
+async fn reconnecting_pty_signed_token(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    crate::json::Json(request): crate::json::Json<sdk::IssueReconnectingPtySignedTokenRequest>,
+) -> Result<axum::Json<sdk::IssueSignedAppTokenResponse>, ApiError> {
+    let url = url::Url::parse(&request.url)
+        .map_err(|err| ApiError::bad_request(format!("url is not a URL: {err}")))?;
+    let expected = format!("/api/v2/workspaceagents/{}/pty", request.agent_id);
+    if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") || url.path() != expected {
+        return Err(ApiError::bad_request(format!(
+            "url must be the agent's terminal URL (a path of {expected})."
+        )));
+    }
+    let agent = super::agents::connectable_agent(&state, &current, request.agent_id).await?;
+    let token = state.app_tokens.sign(&app_tokens::Claims {
+        kind: Kind::Signed,
+        user_id: current.user.id,
+        scope: app_tokens::terminal_scope(agent.id),
+        expires: chrono::Utc::now().timestamp() + app_tokens::SIGNED_SECONDS,
+        upstream: Some(Upstream {
+            agent_id: agent.id,
+            port: 0,
+            https: false,
+            base_path: String::new(),
+        }),
+    });
+    Ok(axum::Json(sdk::IssueSignedAppTokenResponse {
+        signed_token: sdk::Secret::new(token),
+    }))
+}
+
 pub(crate) fn api_routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/applications/reconnecting-pty-signed-token",
+            axum::routing::post(reconnecting_pty_signed_token),
+        )
         .route(
             "/applications/auth-redirect",
             axum::routing::get(auth_redirect),
