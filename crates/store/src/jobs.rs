@@ -123,6 +123,19 @@ impl Store {
         )
     }
 
+    /// The jobs no provisioner has picked up yet: how many, and how long the oldest has waited
+    /// (seconds; 0 when none).
+    pub async fn pending_jobs(&self) -> Result<(i64, f64), Error> {
+        let row: (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+             FROM provisioner_jobs
+             WHERE started_at IS NULL AND canceled_at IS NULL AND completed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.0, row.1.unwrap_or(0.0)))
+    }
+
     /// Claims the oldest pending job whose tags are all among `tags`, for `worker_id`.
     /// Concurrent callers never get the same job.
     pub async fn acquire_job(

@@ -4,6 +4,7 @@
 
 mod apps;
 mod builtin_postgres;
+mod dashboard;
 mod fixture;
 mod login;
 mod nat;

@@ -6,6 +6,7 @@ mod apps;
 pub(crate) use apps::subdomains as subdomain_apps;
 mod buildinfo;
 mod files;
+mod health;
 mod organizations;
 mod provisionerdaemons;
 mod site;
@@ -31,6 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(api_keys::routes())
         .merge(organizations::routes())
         .merge(files::routes())
+        .merge(health::routes())
         .merge(templates::routes())
         .merge(provisionerdaemons::routes())
         .merge(workspaces::routes())
@@ -48,7 +50,7 @@ pub(crate) fn routes() -> Router<AppState> {
         })
 }
 
-/// Routes outside the API: health and the start page.
+/// Routes outside the API: health, the dashboard and its sign-in form, workspace apps.
 pub(crate) fn site_routes() -> Router<AppState> {
     Router::new()
         .merge(apps::routes())
@@ -59,5 +61,5 @@ pub(crate) fn site_routes() -> Router<AppState> {
             get(|| async { ([("access-control-allow-origin", "*")], "") }),
         )
         .merge(site::routes())
-        .fallback(|| async { site::not_found() })
+        .fallback(site::fallback)
 }

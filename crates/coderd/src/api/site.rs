@@ -1,10 +1,10 @@
-//! Server-rendered pages outside the API: the start page, the "not found" page, and the
-//! sign-in form browsers are sent to when an app (or the subdomain app sign-in) needs a
-//! session. It works without JavaScript: a form POST that sets the session cookie and returns
-//! the browser to where it was going.
+//! Pages outside the API: the dashboard (the embedded single-page app from the `site` crate,
+//! served for its routes), the latency probe, the "not found" page, and the sign-in form
+//! browsers are sent to when the dashboard or an app needs a session. The form works without
+//! JavaScript: a POST that sets the session cookie and returns the browser to where it was.
 
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Router};
 use serde::Deserialize;
@@ -15,17 +15,93 @@ use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", axum::routing::get(index))
         .route("/login", axum::routing::get(login_form).post(login_submit))
+        .route("/assets/{*path}", axum::routing::get(asset))
+        // The dashboard's proxy picker measures this server's latency like a proxy's.
+        .route(
+            "/latency-check",
+            axum::routing::get(latency_check).options(latency_check),
+        )
 }
 
-/// The start page until the dashboard (issue #7) replaces it: honest about what exists.
-async fn index() -> impl IntoResponse {
-    Html(page(
-        "Coder",
-        "<p>This Coder server is running. The web dashboard is not built yet; use the CLI:</p>\
-         <pre>coder login &lt;this URL&gt;</pre>",
-    ))
+/// The dashboard's routes: these paths load the app, which renders them.
+const DASHBOARD_PATHS: &[&str] = &[
+    "/workspaces",
+    "/templates",
+    "/users",
+    "/deployment",
+    "/health",
+    "/settings",
+    "/setup",
+];
+
+fn is_dashboard_path(path: &str) -> bool {
+    path == "/"
+        || path.starts_with("/@")
+        || DASHBOARD_PATHS.iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+}
+
+/// What the server answers for paths no route claims: the dashboard for its own paths (GET),
+/// else a plain 404 page.
+pub(crate) async fn fallback(method: axum::http::Method, uri: Uri) -> Response {
+    if (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+        && is_dashboard_path(uri.path())
+    {
+        return dashboard();
+    }
+    not_found()
+}
+
+fn dashboard() -> Response {
+    let index = site::index();
+    (
+        [
+            (header::CONTENT_TYPE, index.content_type),
+            (header::CACHE_CONTROL, index.cache_control()),
+            // Scripts and styles only from here; fetches and sockets also reach workspace
+            // proxies (other origins, any scheme); never framed by another site.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data: https: http:; connect-src 'self' https: http: wss: ws:; \
+                 frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+        ],
+        index.bytes,
+    )
+        .into_response()
+}
+
+async fn asset(uri: Uri) -> Response {
+    match site::file(uri.path()) {
+        Some(file) => (
+            [
+                (header::CONTENT_TYPE, file.content_type),
+                (header::CACHE_CONTROL, file.cache_control()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            file.bytes,
+        )
+            .into_response(),
+        None => not_found(),
+    }
+}
+
+/// An empty answer any origin may time: the dashboard probes the primary and each proxy.
+async fn latency_check() -> impl IntoResponse {
+    (
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::HeaderName::from_static("timing-allow-origin"), "*"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "",
+    )
 }
 
 pub(crate) fn not_found() -> Response {
@@ -33,18 +109,28 @@ pub(crate) fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         Html(page(
             "Not found",
-            "<p>There is nothing at this address.</p>",
+            "<p>There is nothing at this address. <a href=\"/workspaces\">Go to the dashboard</a>.</p>",
         )),
     )
         .into_response()
 }
 
+/// A server-rendered page in the dashboard's colours (no script, no external files).
 pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
-         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto;padding:0 1em\">\
-         <h1>{title}</h1>{body}</body></html>"
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"dark light\"><title>{title}</title><style>\
+         body{{font-family:system-ui,sans-serif;background:#0f1115;color:#e6e8ee;margin:0;\
+         min-height:100vh;display:grid;place-items:center;padding:1rem;box-sizing:border-box}}\
+         main{{background:#171a21;border:1px solid #2a2f3a;border-radius:8px;padding:1.5rem 2rem;\
+         width:min(26rem,100%)}}h1{{font-size:1.4rem;margin-top:0}}a{{color:#4d8cff}}\
+         label{{display:block;font-weight:500}}input{{font:inherit;width:100%;box-sizing:border-box;\
+         margin-top:.25rem;padding:.45rem .6rem;border-radius:6px;border:1px solid #2a2f3a;\
+         background:#0f1115;color:inherit}}button{{font:inherit;background:#4d8cff;color:#fff;\
+         border:0;border-radius:6px;padding:.5rem 1rem;cursor:pointer}}\
+         [role=alert]{{color:#f0575c}}</style></head>\
+         <body><main><h1>{title}</h1>{body}</main></body></html>"
     )
 }
 
@@ -81,6 +167,10 @@ async fn login_form(
     Query(next): Query<Next>,
 ) -> Response {
     let target = safe_target(&next.redirect);
+    // A new deployment: its first user is created in the dashboard's setup page.
+    if matches!(state.store.has_users().await, Ok(false)) {
+        return Redirect::to("/setup").into_response();
+    }
     // Already signed in: straight on.
     if CurrentUser::from_request_parts(&mut parts, &state)
         .await
@@ -149,12 +239,7 @@ async fn login_submit(
 
 fn form(target: &str, error: Option<&str>) -> String {
     let error = error
-        .map(|message| {
-            format!(
-                "<p role=\"alert\" style=\"color:#b00\">{}</p>",
-                escape(message)
-            )
-        })
+        .map(|message| format!("<p role=\"alert\">{}</p>", escape(message)))
         .unwrap_or_default();
     page(
         "Sign in to Coder",

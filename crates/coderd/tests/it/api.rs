@@ -160,6 +160,7 @@ async fn disabled_path_apps_say_where_apps_live() {
 #[tokio::test]
 async fn the_sign_in_form_keeps_redirects_on_this_server() {
     let server = TestServer::start().await;
+    server.first_user().await;
     let form = reqwest::get(
         server
             .url
@@ -178,4 +179,119 @@ async fn the_sign_in_form_keeps_redirects_on_this_server() {
         html.contains("name=\"redirect\" value=\"/\""),
         "an absolute redirect becomes /: {html}"
     );
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_for_its_pages_and_a_new_deployment_goes_to_setup() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| http.get(server.url.join(path).unwrap()).send();
+
+    // No user yet: signing in means setting up.
+    let login = get("/login").await.unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login.headers()["location"], "/setup");
+
+    for page in [
+        "/",
+        "/workspaces",
+        "/@alice/dev",
+        "/templates/local/workspace",
+        "/setup",
+    ] {
+        let response = get(page).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-cache");
+        let policy = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("<div id=\"root\">"), "{page}: {html}");
+        // The script it names is embedded and cached for good.
+        let script = html
+            .split('"')
+            .find(|part| part.starts_with("/assets/") && part.ends_with(".js"))
+            .unwrap()
+            .to_owned();
+        let asset = get(&script).await.unwrap();
+        assert_eq!(asset.status(), StatusCode::OK);
+        assert_eq!(
+            asset.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+        assert!(
+            asset.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+    }
+    // Not the dashboard's: a real 404.
+    assert_eq!(
+        get("/assets/missing.js").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/wp-admin").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/workspacesX").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The proxy picker times the primary like a proxy: from any origin.
+    let latency = get("/latency-check").await.unwrap();
+    assert_eq!(latency.status(), StatusCode::OK);
+    assert_eq!(latency.headers()["access-control-allow-origin"], "*");
+    assert_eq!(latency.headers()["timing-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn owners_read_the_deployment_health_and_members_may_not() {
+    let server = TestServer::start().await;
+    let owner = server.first_user().await;
+    let (status, report) = send(
+        &server,
+        Method::GET,
+        "/api/v2/debug/health",
+        Some(owner.token.expose()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let checks = &report["checks"];
+    for check in [
+        "database",
+        "access_url",
+        "relay",
+        "workspace_proxy",
+        "provisioners",
+    ] {
+        assert!(checks[check]["summary"].is_string(), "{check}: {checks}");
+    }
+    assert_eq!(checks["database"]["healthy"], true, "{checks}");
+    assert_eq!(checks["access_url"]["healthy"], true, "{checks}");
+    assert_eq!(checks["workspace_proxy"]["healthy"], true, "{checks}");
+
+    let member = server.user_with_roles(&owner.client, "member", &[]).await;
+    let (status, refused) = send(
+        &server,
+        Method::GET,
+        "/api/v2/debug/health",
+        Some(member.token.expose()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["message"].is_string());
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// Role crates: they never depend on each other.
 const ROLES: [&str; 4] = ["coderd", "agent", "wsproxy", "provisioner"];
 /// Foundation crates: shared by roles, so they never depend on one.
-const FOUNDATIONS: [&str; 5] = ["sdk", "tunnel", "apps", "httpd", "store"];
+const FOUNDATIONS: [&str; 6] = ["sdk", "tunnel", "apps", "httpd", "store", "site"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,8 +108,9 @@ fn dependencies_point_down() {
                 ));
             }
         }
-        if krate == "sdk" && !deps.is_empty() {
-            problems.push(format!("sdk depends on workspace crates {deps:?}"));
+        // sdk is every client's; site is only the dashboard's files.
+        if (krate == "sdk" || krate == "site") && !deps.is_empty() {
+            problems.push(format!("{krate} depends on workspace crates {deps:?}"));
         }
     }
     for role in ROLES.iter().chain(["sdk", "store"].iter()) {
