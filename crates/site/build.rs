@@ -24,9 +24,12 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("dist");
 
     if needs_install(&site) {
+        // `npm install` rather than `npm ci`: both install exactly the locked versions, but
+        // `ci` also demands lock entries for every platform's optional packages (rollup's
+        // native builds), which npm does not record when the registry serves only some.
         npm(
             &site,
-            &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            &["install", "--no-audit", "--no-fund", "--loglevel=error"],
         );
     }
     let out_arg = out.to_str().expect("OUT_DIR is UTF-8");
@@ -67,7 +70,7 @@ fn main() {
     .expect("writing files.rs");
 }
 
-/// `npm ci` when node_modules is missing or older than the lock file.
+/// Install when node_modules is missing or older than the lock file.
 fn needs_install(site: &Path) -> bool {
     let installed = site.join("node_modules/.package-lock.json");
     let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();

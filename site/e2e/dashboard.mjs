@@ -160,6 +160,16 @@ async function main() {
   await shot("health");
   await page.goto(`${CODER_URL}/users`);
   await page.getByText(EMAIL).waitFor();
+  await page.getByRole("button", { name: "Add user" }).click();
+  const newUser = page.getByRole("form", { name: "New user" });
+  await newUser.getByLabel("Username").fill("bob");
+  await newUser.getByLabel("Email").fill("bob@example.com");
+  await newUser.getByLabel("Password").fill("bob-password-1");
+  await newUser.getByRole("button", { name: "Create" }).click();
+  const bob = page.getByRole("row").filter({ hasText: "bob@example.com" });
+  await bob.getByText("active").waitFor();
+  await bob.getByRole("button", { name: "Suspend" }).click();
+  await bob.getByText("suspended").waitFor();
   await shot("users");
 
   step("an app opens through the chosen proxy (signing in there through the primary)");
@@ -213,6 +223,21 @@ async function main() {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `the page fits a 380 px window (overflows by ${overflow} px)`);
   await shot("workspaces-narrow");
+
+  step("stop, start and delete from the workspace page, each build's log live");
+  await page.goto(`${CODER_URL}/@admin/dev`);
+  await page.getByRole("button", { name: "Stop" }).click();
+  await page.getByRole("heading", { name: /dev/ }).getByText("stopped", { exact: true }).waitFor({ timeout: 90_000 });
+  await page.getByText("build #2 (stop)").waitFor();
+  await log.getByText("Apply complete!").waitFor();
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.getByText("build #3 (start)").waitFor();
+  await page.getByRole("heading", { name: /dev/ }).getByText("running", { exact: true }).waitFor({ timeout: 90_000 });
+  await agent.getByText("ready", { exact: true }).waitFor({ timeout: 90_000 });
+  page.once("dialog", (dialog) => dialog.accept("dev"));
+  await page.getByRole("button", { name: "Delete" }).click();
+  await page.waitForURL(/\/workspaces$/, { timeout: 90_000 });
+  await page.getByText("No workspaces yet.").waitFor();
 
   step("keyboard: the menus open with Enter and close with Escape");
   await page.setViewportSize({ width: 1280, height: 800 });

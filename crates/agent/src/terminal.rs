@@ -29,6 +29,8 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub(crate) struct Terminals {
     environment: Arc<Environment>,
     sessions: Arc<Mutex<HashMap<Uuid, Arc<Session>>>>,
+    /// [`IDLE_TIMEOUT`], shorter in tests.
+    idle_timeout: Duration,
 }
 
 /// How many chunks of output may wait for an attached stream before the PTY is no longer read:
@@ -63,6 +65,7 @@ impl Terminals {
         Self {
             environment,
             sessions: Arc::default(),
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 
@@ -230,8 +233,9 @@ impl Terminals {
             *detaches
         };
         let session = session.clone();
+        let idle_timeout = self.idle_timeout;
         tokio::spawn(async move {
-            tokio::time::sleep(IDLE_TIMEOUT).await;
+            tokio::time::sleep(idle_timeout).await;
             let still_idle =
                 *lock(&session.attached) == 0 && *lock(&session.detaches) == generation;
             if still_idle {
@@ -239,5 +243,67 @@ impl Terminals {
                 session.ended.cancel();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terminals(idle_timeout: Duration) -> (Terminals, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let environment = Environment {
+            shell: "/bin/sh".into(),
+            directory: dir.path().to_owned(),
+            variables: std::collections::BTreeMap::new(),
+        };
+        let terminals = Terminals {
+            environment: Arc::new(environment),
+            sessions: Arc::default(),
+            idle_timeout,
+        };
+        (terminals, dir)
+    }
+
+    fn attach(session: &Session) {
+        *lock(&session.attached) += 1;
+    }
+
+    #[tokio::test]
+    async fn a_detached_session_ends_after_the_idle_timeout_unless_someone_comes_back() {
+        let idle = Duration::from_millis(400);
+        let (terminals, _dir) = terminals(idle);
+        let id = Uuid::new_v4();
+        let session = terminals.session(id, "sleep 60", 24, 80).unwrap();
+        attach(&session);
+        terminals.detach(id, &session);
+        // Back within the timeout: the earlier detach's timer does not end it.
+        tokio::time::sleep(idle / 4).await;
+        assert!(Arc::ptr_eq(
+            &terminals.session(id, "", 24, 80).unwrap(),
+            &session
+        ));
+        attach(&session);
+        tokio::time::sleep(idle * 2).await;
+        assert!(
+            !session.ended.is_cancelled(),
+            "an attached session lives on"
+        );
+
+        // Gone for longer than the timeout: the session and its process end.
+        terminals.detach(id, &session);
+        tokio::time::sleep(idle * 2).await;
+        assert!(session.ended.is_cancelled(), "a detached session ends");
+        for _ in 0..50 {
+            if !lock(&terminals.sessions).contains_key(&id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!lock(&terminals.sessions).contains_key(&id));
+        // The same id then starts a new session.
+        let fresh = terminals.session(id, "sleep 60", 24, 80).unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &session));
+        fresh.ended.cancel();
     }
 }

@@ -236,6 +236,39 @@ pub fn header_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
+/// Whether a WebSocket upgrade may use the browser's ambient credentials (cookies): only from
+/// a page of the host it is sent to, from one of `origins`, or from a non-browser client (no
+/// `Origin`). Browsers send cookies on cross-origin WebSocket handshakes without any
+/// preflight, and a subdomain app is same-site with the dashboard, so without this check a
+/// workspace app could open its visitor's terminal with their cookie.
+pub fn websocket_origin_allowed(headers: &axum::http::HeaderMap, origins: &[&url::Url]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(origin) = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| url::Url::parse(origin).ok())
+    else {
+        return false;
+    };
+    let authority = |url: &url::Url| {
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        }
+    };
+    let same_host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| host.eq_ignore_ascii_case(&authority(&origin)));
+    same_host
+        || origins
+            .iter()
+            .any(|allowed| allowed.origin() == origin.origin())
+}
+
 /// Whether a browser asked for a page (so a redirect to sign in makes sense).
 pub fn wants_html(request: &Request) -> bool {
     matches!(
@@ -256,4 +289,46 @@ pub fn request_host(request: &Request) -> Option<String> {
         .and_then(|host| host.to_str().ok())
         .or_else(|| request.uri().host())
         .map(str::to_ascii_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(host: &str, origin: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn websockets_use_cookies_only_from_their_own_or_listed_origins() {
+        let primary = url::Url::parse("https://coder.example.com").unwrap();
+        let allowed = |host, origin| websocket_origin_allowed(&headers(host, origin), &[&primary]);
+        // Non-browser clients send no Origin.
+        assert!(allowed("coder.example.com", None));
+        // The page's own host, any port spelled the same way.
+        assert!(allowed(
+            "coder.example.com",
+            Some("https://coder.example.com")
+        ));
+        assert!(allowed("127.0.0.1:3000", Some("http://127.0.0.1:3000")));
+        // The primary's dashboard opening a proxy's terminal.
+        assert!(allowed(
+            "east.example.com",
+            Some("https://coder.example.com")
+        ));
+        // A workspace app on a subdomain (same site, other origin), another site, a sandbox.
+        assert!(!allowed(
+            "coder.example.com",
+            Some("https://code--main--dev--alice.coder.example.com")
+        ));
+        assert!(!allowed("coder.example.com", Some("https://evil.example")));
+        assert!(!allowed("127.0.0.1:3000", Some("http://127.0.0.1:3001")));
+        assert!(!allowed("coder.example.com", Some("null")));
+    }
 }

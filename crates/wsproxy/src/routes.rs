@@ -439,6 +439,15 @@ async fn terminal(
             .into_response();
         }
         None => {
+            // Ambient cookies count only from the proxy's or the primary's own pages.
+            let origins = [&state.config.access_url, &state.config.primary_access_url];
+            if !apps::forward::websocket_origin_allowed(request.headers(), &origins) {
+                return ProxyError {
+                    status: StatusCode::FORBIDDEN,
+                    message: "The web terminal may only be opened from the dashboard.".into(),
+                }
+                .into_response();
+            }
             let token = session_token(&request);
             if let Some(response) = authorize_terminal(&state, id, token).await {
                 return response;

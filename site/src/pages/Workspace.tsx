@@ -21,9 +21,10 @@ export function WorkspacePage({ owner, name }: { owner: string; name: string }) 
   const [pending, setPending] = useState<string | null>(null);
 
   // A deleted workspace no longer resolves by name: back to the list.
+  const deleted = workspace?.latest_build.status === "deleted";
   useEffect(() => {
-    if (error instanceof ApiError && error.status === 404 && pending === "delete") navigate("/workspaces", true);
-  }, [error, pending]);
+    if (deleted || (error instanceof ApiError && error.status === 404 && pending === "delete")) navigate("/workspaces", true);
+  }, [error, pending, deleted]);
 
   const build = async (transition: "start" | "stop" | "delete") => {
     if (!workspace) return;

@@ -461,6 +461,26 @@ async fn the_web_terminal_survives_a_dropped_socket() {
         .unwrap_or_else(|_| panic!("no {text:?} in the terminal:\n{seen}"));
         seen
     }
+    // A page of another origin (here a workspace app's subdomain) may not use the visitor's
+    // session for the terminal: browsers send cookies on WebSocket handshakes.
+    for origin in [
+        "http://files--main--dev--admin.apps.test",
+        "https://evil.example",
+    ] {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Coder-Session-Token", token.trim().parse().unwrap());
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{origin}");
+            }
+            other => panic!("a terminal opened from {origin}: {other:?}"),
+        }
+    }
     let (mut socket, _) = connect().await.unwrap();
     let typed = serde_json::json!({"data": "echo hello-$((6*7)); stty size\r"}).to_string();
     socket.send(Message::Text(typed.into())).await.unwrap();

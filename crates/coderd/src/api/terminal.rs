@@ -7,6 +7,7 @@
 use apps::terminal::PtyQuery;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use uuid::Uuid;
 
@@ -20,8 +21,17 @@ pub(crate) async fn pty(
     current: CurrentUser,
     Path(id): Path<Uuid>,
     Query(query): Query<PtyQuery>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // Only the dashboard's own pages (or non-browser clients) may use the session cookie here.
+    if !apps::forward::websocket_origin_allowed(&headers, &[&state.config.access_url]) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "The web terminal may only be opened from the dashboard.",
+        )
+        .detail("The WebSocket's Origin is another site's."));
+    }
     let agent = connectable_agent(&state, &current, id).await?;
     // Open the agent side first, so a failure is an HTTP error rather than a closed socket.
     let (send, recv) = state
