@@ -197,6 +197,24 @@ async function main() {
   const rows = term.locator(".xterm-rows");
   await term.waitForFunction((el) => el.textContent.includes("dashboard-42"), await rows.elementHandle());
   await shot("terminal", term);
+  // Resizing the window resizes the terminal: the program sees the new size.
+  const size = async (marker) => {
+    await term.keyboard.type(`echo ${marker} $(stty size) ${marker}\n`);
+    const handle = await term.waitForFunction(
+      (m) => {
+        const text = document.querySelector(".xterm-rows")?.textContent ?? "";
+        const found = text.match(new RegExp(`${m} (\\d+) (\\d+) ${m}`));
+        return found ? `${found[1]}x${found[2]}` : null;
+      },
+      marker,
+    );
+    return handle.jsonValue();
+  };
+  const wide = await size("sizeA");
+  await term.setViewportSize({ width: 700, height: 500 });
+  await term.waitForTimeout(500);
+  const narrow = await size("sizeB");
+  assert.notEqual(narrow, wide, `the terminal's size follows the window (${wide} → ${narrow})`);
   // Reloading re-attaches to the same session (its id is in the URL) and replays the output.
   assert.match(term.url(), /reconnect=[0-9a-f-]{36}/);
   await term.reload();

@@ -190,11 +190,23 @@ const RELAY_MAP_REFRESH: Duration = Duration::from_secs(15);
 async fn follow_relay_map(
     client: &Client,
     endpoint: &Endpoint,
-    mut current: Vec<tunnel::RelayUrl>,
+    initial: Vec<tunnel::RelayUrl>,
     tracker: &Tracker,
 ) {
+    let mut relays = tunnel::Relays::new(initial);
+    let mut refresh = tokio::time::interval(RELAY_MAP_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.tick().await;
     loop {
-        tokio::time::sleep(RELAY_MAP_REFRESH).await;
+        tokio::select! {
+            _ = refresh.tick() => {}
+            // A home relay that goes away (a workspace proxy dying) is left within seconds and
+            // the new address published, so relayed tunnels move rather than time out.
+            lost = tunnel::home_relay_lost(endpoint) => {
+                relays.suspend(endpoint, &lost).await;
+                continue;
+            }
+        }
         // The manifest carries the relay map (the agent's token opens nothing else that does).
         let info = match client.agent_manifest().await {
             Ok(info) => info,
@@ -203,9 +215,9 @@ async fn follow_relay_map(
                 continue;
             }
         };
-        let relays = tunnel::relay_map::relays(&info.derp_map);
-        if tunnel::set_relays(endpoint, &mut current, &relays).await {
-            tracing::info!(relays = relays.len(), "the relay map changed");
+        let map = tunnel::relay_map::relays(&info.derp_map);
+        if relays.apply(endpoint, &map).await {
+            tracing::info!(relays = map.len(), "the relay map changed");
         }
         *tracker
             .derp_map

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sdk::client::Client;
 use sdk::{AgentAddressEvent, Workspace, WorkspaceAgent, WorkspaceAgentStatus, WorkspaceStatus};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tunnel::proto::{self, StreamRequest};
 use tunnel::{
@@ -56,20 +57,32 @@ const RELAY_MAP_REFRESH: Duration = Duration::from_secs(15);
 
 /// Keeps the endpoint's relays in step with the deployment's relay map.
 async fn follow_relay_map(client: Client, endpoint: Endpoint, derp_map: Arc<RwLock<sdk::DerpMap>>) {
-    let mut current: Vec<tunnel::RelayUrl> = {
+    let mut relays = {
         let map = derp_map.read().unwrap_or_else(PoisonError::into_inner);
-        tunnel::relay_map::relays(&map)
-            .into_iter()
-            .map(|relay| relay.url)
-            .collect()
+        tunnel::Relays::new(
+            tunnel::relay_map::relays(&map)
+                .into_iter()
+                .map(|relay| relay.url)
+                .collect(),
+        )
     };
+    let mut refresh = tokio::time::interval(RELAY_MAP_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.tick().await;
     loop {
-        tokio::time::sleep(RELAY_MAP_REFRESH).await;
+        tokio::select! {
+            _ = refresh.tick() => {}
+            // Its home relay went away: home elsewhere now, so the agent can answer there.
+            lost = tunnel::home_relay_lost(&endpoint) => {
+                relays.suspend(&endpoint, &lost).await;
+                continue;
+            }
+        }
         let Ok(info) = client.agent_connection_info().await else {
             continue;
         };
-        let relays = tunnel::relay_map::relays(&info.derp_map);
-        tunnel::set_relays(&endpoint, &mut current, &relays).await;
+        let map = tunnel::relay_map::relays(&info.derp_map);
+        relays.apply(&endpoint, &map).await;
         *derp_map.write().unwrap_or_else(PoisonError::into_inner) = info.derp_map;
     }
 }
@@ -207,17 +220,30 @@ pub(crate) async fn dial(
     })??;
     let address = tunnel::address::from_wire(&first)?;
     lookup.set_endpoint_info(address.clone());
+    let (latest, mut addresses) = watch::channel(address);
     let coordination = tokio::spawn(keep_coordinating(
         client.clone(),
         agent.id,
         endpoint.id().to_string(),
         events,
         lookup,
+        latest,
     ));
-    let connection = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        endpoint.connect(address, proto::AGENT_ALPN),
-    )
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        loop {
+            let target = addresses.borrow_and_update().clone();
+            tokio::select! {
+                connected = endpoint.connect(target, proto::AGENT_ALPN) => break connected,
+                // The agent moved (its relay went away, say) while we dialled its old address:
+                // a dial in flight never learns that, so start again at the new one.
+                changed = addresses.changed() => {
+                    if changed.is_err() {
+                        break endpoint.connect(addresses.borrow().clone(), proto::AGENT_ALPN).await;
+                    }
+                }
+            }
+        }
+    })
     .await
     .map_err(|_| anyhow::anyhow!("the tunnel to the agent did not open within 30s"))?
     .context("opening the tunnel to the agent")?;
@@ -245,6 +271,7 @@ async fn keep_coordinating(
     endpoint_id: String,
     mut events: sdk::client::EventStream,
     lookup: MemoryLookup,
+    latest: watch::Sender<tunnel::EndpointAddr>,
 ) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -257,7 +284,12 @@ async fn keep_coordinating(
                     },
                 ))) => {
                     if let Ok(address) = tunnel::address::from_wire(&address) {
-                        lookup.set_endpoint_info(address);
+                        lookup.set_endpoint_info(address.clone());
+                        latest.send_if_modified(|current| {
+                            let changed = *current != address;
+                            *current = address;
+                            changed
+                        });
                     }
                     backoff = Duration::from_millis(250);
                 }

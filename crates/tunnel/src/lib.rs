@@ -53,37 +53,111 @@ pub enum BindError {
     BindAddress(SocketAddr),
 }
 
-/// Makes `endpoint`'s relays exactly `relays` as the relay map changes (workspace proxies'
-/// relays join while they are healthy and leave when they are not). Relays already known keep
-/// their configuration, so live relay connections are untouched. Returns whether it changed.
-/// `current` holds the relays the endpoint uses now (start from those it was bound with).
-pub async fn set_relays(
-    endpoint: &Endpoint,
-    current: &mut Vec<RelayUrl>,
-    relays: &[relay_map::RelaySpec],
-) -> bool {
-    let mut changed = false;
-    for relay in relays {
-        if !current.contains(&relay.url) {
-            // New relays come without address discovery: its certificate is trusted only
-            // from the map the endpoint was bound with.
-            endpoint
-                .insert_relay(
-                    relay.url.clone(),
-                    std::sync::Arc::new(RelayConfig::new(relay.url.clone(), None)),
-                )
-                .await;
-            changed = true;
+/// How long a home relay may stay unreachable before the endpoint moves elsewhere: a short
+/// blip reconnects by itself.
+const HOME_RELAY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a relay that went away as a home stays out of the endpoint's set (the relay map
+/// drops a dead workspace proxy's relay at the primary's next health check; one that comes
+/// back returns after this).
+const SUSPENSION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The relays an endpoint uses: the deployment's relay map (workspace proxies' relays join it
+/// while they are healthy and leave it when not), minus home relays that went away. Relays
+/// already known keep their configuration, so live relay connections are untouched.
+#[derive(Debug)]
+pub struct Relays {
+    current: Vec<RelayUrl>,
+    suspended: Vec<(RelayUrl, std::time::Instant)>,
+}
+
+impl Relays {
+    /// The relays an endpoint was bound with.
+    pub fn new(current: Vec<RelayUrl>) -> Self {
+        Self {
+            current,
+            suspended: Vec::new(),
         }
     }
-    for url in current.iter() {
-        if !relays.iter().any(|relay| &relay.url == url) {
-            endpoint.remove_relay(url).await;
-            changed = true;
+
+    /// Makes `endpoint`'s relays `relays`, less the suspended ones. Returns whether they
+    /// changed.
+    pub async fn apply(&mut self, endpoint: &Endpoint, relays: &[relay_map::RelaySpec]) -> bool {
+        self.suspended
+            .retain(|(_, since)| since.elapsed() < SUSPENSION);
+        let wanted: Vec<&relay_map::RelaySpec> = relays
+            .iter()
+            .filter(|relay| !self.suspended.iter().any(|(url, _)| url == &relay.url))
+            .collect();
+        let mut changed = false;
+        for relay in &wanted {
+            if !self.current.contains(&relay.url) {
+                // New relays come without address discovery: its certificate is trusted only
+                // from the map the endpoint was bound with.
+                endpoint
+                    .insert_relay(
+                        relay.url.clone(),
+                        std::sync::Arc::new(RelayConfig::new(relay.url.clone(), None)),
+                    )
+                    .await;
+                changed = true;
+            }
+        }
+        for url in &self.current {
+            if !wanted.iter().any(|relay| &relay.url == url) {
+                endpoint.remove_relay(url).await;
+                changed = true;
+            }
+        }
+        self.current = wanted.iter().map(|relay| relay.url.clone()).collect();
+        changed
+    }
+
+    /// Takes `url`, a home relay that went away, out of `endpoint`'s set for a while, so that
+    /// the endpoint homes on another one now rather than at iroh's next periodic check (20-26
+    /// s, long enough for relayed connections to time out). Keeps the last relay.
+    pub async fn suspend(&mut self, endpoint: &Endpoint, url: &RelayUrl) {
+        if self.current.len() < 2 || !self.current.contains(url) {
+            return;
+        }
+        tracing::info!(relay = %url, "the home relay went away: moving to another");
+        endpoint.remove_relay(url).await;
+        self.current.retain(|current| current != url);
+        self.suspended
+            .push((url.clone(), std::time::Instant::now()));
+    }
+}
+
+/// Resolves with the home relay's URL once a home relay the endpoint was connected to has been
+/// unreachable for a couple of seconds. Pending forever if the endpoint goes away.
+pub async fn home_relay_lost(endpoint: &Endpoint) -> RelayUrl {
+    let mut status = endpoint.home_relay_status();
+    let mut connected: Vec<RelayUrl> = Vec::new();
+    loop {
+        let now = status.get();
+        for relay in now.iter().filter(|relay| relay.is_connected()) {
+            if !connected.contains(relay.url()) {
+                connected.push(relay.url().clone());
+            }
+        }
+        let lost = now
+            .iter()
+            .find(|relay| !relay.is_connected() && connected.contains(relay.url()))
+            .map(|relay| relay.url().clone());
+        if let Some(url) = lost {
+            tokio::time::sleep(HOME_RELAY_GRACE).await;
+            let still = status
+                .get()
+                .iter()
+                .any(|relay| relay.url() == &url && !relay.is_connected());
+            if still {
+                return url;
+            }
+            continue;
+        }
+        if status.updated().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
-    *current = relays.iter().map(|relay| relay.url.clone()).collect();
-    changed
 }
 
 /// Binds an endpoint that talks only to the given relays and never looks anything up on the

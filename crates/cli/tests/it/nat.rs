@@ -75,8 +75,8 @@ struct Nat {
     agent_dir: PathBuf,
     _db: TestDb,
     /// Holds the namespace wrappers.
-    _scratch: Coder,
-    _topology: Topology,
+    scratch: Coder,
+    topology: Topology,
 }
 
 impl Drop for Nat {
@@ -91,7 +91,18 @@ impl Drop for Nat {
 
 impl Nat {
     async fn start(mode: &str) -> Self {
+        Self::start_with(mode, |_| {}, |template| template).await
+    }
+
+    /// [`Nat::start`], with `network` run once the namespaces exist (before anything starts in
+    /// them) and the local template's main.tf changed by `patch`.
+    async fn start_with(
+        mode: &str,
+        network: impl FnOnce(&str),
+        patch: impl FnOnce(String) -> String,
+    ) -> Self {
         let topology = Topology::up(mode);
+        network(&topology.prefix);
         let db = TestDb::new().await;
         let scratch = Coder::new(env!("CARGO_BIN_EXE_coder"));
         let server_coder = Coder::new(topology.binary_in("pub", scratch.home()));
@@ -121,6 +132,9 @@ impl Nat {
         let template = user.home().join("local");
         let template = template.to_str().unwrap();
         user.run(&["templates", "init", template]).success();
+        let main_tf = Path::new(template).join("main.tf");
+        let text = std::fs::read_to_string(&main_tf).unwrap();
+        std::fs::write(&main_tf, patch(text)).unwrap();
         user.run(&["templates", "push", "local", "-d", template, "-y"])
             .success();
         let workspaces = user.home().join("workspaces");
@@ -141,8 +155,8 @@ impl Nat {
             server_coder,
             server_args,
             _db: db,
-            _scratch: scratch,
-            _topology: topology,
+            scratch,
+            topology,
         };
         nat.wait_until_ready().await;
         nat
@@ -272,4 +286,87 @@ async fn hard_nat_falls_back_to_the_relay() {
         .run(&["ssh", "dev", "--", "echo through the relay"])
         .success();
     assert_eq!(out.stdout, "through the relay\n");
+}
+
+/// `iptables ARGS` in the namespace `PREFIX-ns`.
+fn iptables(prefix: &str, ns: &str, args: &[&str]) {
+    let status = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-{ns}"), "iptables"])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "iptables {args:?} in {ns}");
+}
+
+/// The server reaches apps over its own tunnel to the agent. A download that starts while UDP
+/// out of the agent's network is blocked (so the tunnel is relayed) completes intact after
+/// UDP is let through again and the tunnel moves to the direct path mid-transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_download_survives_the_tunnel_moving_from_relay_to_direct() {
+    const BLOCK_UDP: [&str; 7] = ["FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"];
+    let rule = &BLOCK_UDP[..];
+    let app_port = 8000;
+    let nat = Nat::start_with(
+        "easy",
+        |prefix| iptables(prefix, "ra", &[&["-I"], rule].concat()),
+        |template| {
+            crate::fixture::with_startup(
+                template,
+                &format!(
+                    "    startup_script = \"head -c 48000000 /dev/urandom > big.bin; sha256sum big.bin > big.sha; setsid nohup python3 -m http.server {app_port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", url = \"http://localhost:{app_port}\" }}]"
+                ),
+            )
+        },
+    )
+    .await;
+    let prefix = nat.topology.prefix.clone();
+    let home = nat.agent_dir.join("home");
+    eventually(Duration::from_secs(30), "the app's file", || async {
+        std::fs::read_to_string(home.join("big.sha")).ok()
+    })
+    .await;
+    let token = std::fs::read_to_string(nat.user.config_dir().join("session")).unwrap();
+    let download = nat.scratch.home().join("big.bin");
+    // From the user's laptop, through the server: 48 MB at 1.5 MB/s, about 30 s.
+    let mut curl = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{prefix}-b"),
+            "curl",
+            "-sS",
+            "--fail",
+        ])
+        .args(["--limit-rate", "1500k", "-H"])
+        .arg(format!("Coder-Session-Token: {}", token.trim()))
+        .arg(format!("{SERVER}/@admin/dev/apps/files/big.bin"))
+        .arg("-o")
+        .arg(&download)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nat.wait_for_show("last relay (Coder Embedded Relay)").await;
+
+    // Let UDP through: the tunnel under the running download moves to the direct path.
+    iptables(&prefix, "ra", &[&["-D"], rule].concat());
+    nat.wait_for_show("last p2p").await;
+    assert!(
+        curl.try_wait().unwrap().is_none(),
+        "the download ended before the path changed: nothing was tested"
+    );
+    let output = curl.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the download broke when the path changed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = std::fs::read_to_string(home.join("big.sha")).unwrap();
+    let got = Command::new("sha256sum").arg(&download).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout)
+            .split_whitespace()
+            .next(),
+        expected.split_whitespace().next(),
+        "the file arrived changed"
+    );
 }

@@ -770,3 +770,98 @@ async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
     .await;
     assert!(died.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() {
+    // Two proxies run the only relays; direct paths are off. When the relay the workspace's
+    // agent homes on is killed, the agent homes on the other within seconds (not at the next
+    // relay map refresh or iroh's periodic check) and new sessions go through it.
+    let ws = workspace_from(
+        coder(),
+        &["--derp-server-enable=false", "--proxy-health-interval=1m"],
+        |template| template,
+    )
+    .await;
+    let primary = ws._server.url.clone();
+    let mut proxies = Vec::new();
+    for (name, display) in [("sydney", "Sydney"), ("tokyo", "Tokyo")] {
+        let created = ws
+            .coder
+            .run(&[
+                "wsproxy",
+                "create",
+                &format!("--name={name}"),
+                &format!("--display-name={display}"),
+            ])
+            .success();
+        let mut proxy_user = coder();
+        proxy_user
+            .env("CODER_PRIMARY_ACCESS_URL", &crate::url(&primary))
+            .env("CODER_PROXY_SESSION_TOKEN", &token_of(&created.stdout))
+            .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{}", free_port()))
+            .env("CODER_PROXY_DERP_ONLY", "true");
+        proxies.push((display, proxy_user.proxy_server(&[])));
+    }
+    let relayed = |args: &[&str]| {
+        let mut full = vec!["--disable-direct-connections"];
+        full.extend_from_slice(args);
+        ws.coder.run(&full)
+    };
+    // Both relays in the map and in use: the agent picks them up within its 15 s refresh.
+    let via = eventually(Duration::from_secs(60), "a relayed ping", || async {
+        let ping = relayed(&["ping", "dev", "-n", "2", "--wait", "200ms"]);
+        let map: sdk::DerpMap = reqwest::Client::new()
+            .get(primary.join("/api/v2/derp-map").unwrap())
+            .header("Coder-Session-Token", ws.token())
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        if ping.code != 0 || map.regions.len() != 2 {
+            return None;
+        }
+        ["Sydney", "Tokyo"]
+            .into_iter()
+            .find(|name| ping.stdout.contains(&format!("proxied via DERP({name})")))
+    })
+    .await;
+
+    // Kill the relay the agent answers through. The primary checks proxies only once a
+    // minute here, so the relay map still lists the dead relay: moving is up to the ends.
+    let index = proxies.iter().position(|(name, _)| *name == via).unwrap();
+    let (_, dying) = proxies.remove(index);
+    let (_, _) = dying.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let killed = std::time::Instant::now();
+    let other = proxies[0].0;
+    let mut last = String::new();
+    let mut ran = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        let attempt = relayed(&["ssh", "dev", "--", "echo", "moved"]);
+        if attempt.code == 0 {
+            ran = Some(attempt.stdout);
+            break;
+        }
+        last = attempt.stderr;
+    }
+    let ran = ran.unwrap_or_else(|| {
+        panic!(
+            "no relayed session within 30 s of {via}'s relay dying:\n{last}\nthe agent's log:\n{}",
+            std::fs::read_to_string(ws.dir.join("agent.log")).unwrap_or_default()
+        )
+    });
+    let took = killed.elapsed();
+    println!("a new relayed session worked {took:?} after {via}'s relay died");
+    assert_eq!(ran.trim(), "moved");
+    assert!(
+        took < Duration::from_secs(15),
+        "a new relayed session took {took:?} after {via}'s relay died"
+    );
+    let ping = relayed(&["ping", "dev", "-n", "1"]);
+    assert!(
+        ping.stdout.contains(&format!("proxied via DERP({other})")),
+        "{}",
+        ping.stdout
+    );
+}
