@@ -8,8 +8,8 @@ use testkit::eventually;
 
 use crate::coder;
 use crate::fixture::{
-    STARTUP, api, free_port, home, signed_app_token, user_with_roles, with_startup, workspace,
-    workspace_from,
+    STARTUP, api, free_port, home, signed_app_token, terminal_output_until, user_with_roles,
+    with_startup, workspace, workspace_from,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,28 +439,6 @@ async fn the_web_terminal_survives_a_dropped_socket() {
             .insert("Coder-Session-Token", token.trim().parse().unwrap());
         tokio_tungstenite::connect_async(request)
     };
-    /// Reads the socket until the output so far contains `text`.
-    async fn read_until<S>(socket: &mut S, text: &str) -> String
-    where
-        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-            + Unpin,
-    {
-        let mut seen = String::new();
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while !seen.contains(text) {
-                match socket.next().await {
-                    Some(Ok(Message::Binary(bytes))) => {
-                        seen.push_str(&String::from_utf8_lossy(&bytes))
-                    }
-                    Some(Ok(_)) => {}
-                    other => panic!("the terminal closed: {other:?}\n{seen}"),
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {text:?} in the terminal:\n{seen}"));
-        seen
-    }
     // A page of another origin (here a workspace app's subdomain) may not use the visitor's
     // session for the terminal: browsers send cookies on WebSocket handshakes.
     for origin in [
@@ -484,23 +462,23 @@ async fn the_web_terminal_survives_a_dropped_socket() {
     let (mut socket, _) = connect().await.unwrap();
     let typed = serde_json::json!({"data": "echo hello-$((6*7)); stty size\r"}).to_string();
     socket.send(Message::Text(typed.into())).await.unwrap();
-    let seen = read_until(&mut socket, "hello-42").await;
+    let seen = terminal_output_until(&mut socket, "hello-42").await;
     let seen = if seen.contains("30 100") {
         seen
     } else {
-        read_until(&mut socket, "30 100").await
+        terminal_output_until(&mut socket, "30 100").await
     };
     assert!(seen.contains("30 100"), "{seen}");
     drop(socket);
 
     // The same id reconnects to the same shell: the recent output comes back, and it still runs.
     let (mut socket, _) = connect().await.unwrap();
-    read_until(&mut socket, "hello-42").await;
+    terminal_output_until(&mut socket, "hello-42").await;
     let resize = serde_json::json!({"height": 40, "width": 120}).to_string();
     socket.send(Message::Text(resize.into())).await.unwrap();
     let typed = serde_json::json!({"data": "stty size; echo again-$((6*7))\r"}).to_string();
     socket.send(Message::Text(typed.into())).await.unwrap();
-    let seen = read_until(&mut socket, "again-42").await;
+    let seen = terminal_output_until(&mut socket, "again-42").await;
     assert!(seen.contains("40 120"), "{seen}");
 
     // A reader that falls behind slows the program down and loses nothing: 3 million lines

@@ -175,3 +175,31 @@ pub(crate) fn signed_app_token(response: &reqwest::Response) -> String {
         .find(|value| value.starts_with("coder_signed_app_token="))
         .expect("a signed app token")
 }
+
+/// Reads a web terminal's WebSocket until its output so far contains `text` (20 s at most);
+/// returns the output.
+pub(crate) async fn terminal_output_until<S>(socket: &mut S, text: &str) -> String
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.contains(text) {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(Ok(_)) => {}
+                other => panic!("the terminal closed: {other:?}\n{seen}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {text:?} in the terminal:\n{seen}"));
+    seen
+}

@@ -9,7 +9,8 @@ use testkit::{ServerProcess, TestDb, eventually};
 
 use crate::coder;
 use crate::fixture::{
-    api, free_port, signed_app_token, user_with_roles, with_startup, workspace_from,
+    api, free_port, signed_app_token, terminal_output_until, user_with_roles, with_startup,
+    workspace_from,
 };
 
 /// `Token: ID:SECRET` from `coder wsproxy create`'s output.
@@ -286,7 +287,7 @@ async fn testkit_user(admin: &sdk::client::Client, server: &ServerProcess) -> sd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -534,18 +535,7 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let typed = serde_json::json!({"data": "echo via-proxy-$((6*7))\r"}).to_string();
     socket.send(Message::Text(typed.into())).await.unwrap();
-    let mut seen = String::new();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while !seen.contains("via-proxy-42") {
-            match socket.next().await {
-                Some(Ok(Message::Binary(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
-                Some(Ok(_)) => {}
-                other => panic!("the terminal closed: {other:?}\n{seen}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no output through the proxy's terminal:\n{seen}"));
+    terminal_output_until(&mut socket, "via-proxy-42").await;
     drop(socket);
 
     // The dashboard's way: a terminal token the primary signs, sent as a query parameter
@@ -583,18 +573,7 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
         ))
         .await
         .unwrap();
-    let mut seen = String::new();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while !seen.contains("signed-42") {
-            match socket.next().await {
-                Some(Ok(Message::Binary(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
-                Some(Ok(_)) => {}
-                other => panic!("the terminal closed: {other:?}\n{seen}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no output with a signed terminal token:\n{seen}"));
+    terminal_output_until(&mut socket, "signed-42").await;
     drop(socket);
     let mut tampered = signed.clone();
     tampered.pop();
