@@ -61,10 +61,8 @@ function Routes() {
   const path = usePath();
   const me = useMe();
   let params: Record<string, string> | null;
-  if (path === "/" || path === "/workspaces") {
-    if (path === "/") navigate("/workspaces", true);
-    return <WorkspacesPage />;
-  }
+  if (path === "/") return <Redirect to="/workspaces" />;
+  if (path === "/workspaces") return <WorkspacesPage />;
   if (path === "/templates") return <TemplatesPage />;
   if ((params = match("/templates/:name/workspace", path))) return <CreateWorkspacePage template={params.name} />;
   if ((params = match("/templates/:name", path))) return <TemplatePage name={params.name} />;
@@ -84,6 +82,12 @@ function Routes() {
       </p>
     </main>
   );
+}
+
+/** Replaces the current history entry with `to` (after rendering, as React requires). */
+function Redirect({ to }: { to: string }) {
+  useEffect(() => navigate(to, true), [to]);
+  return null;
 }
 
 function Shell({ children }: { children: ReactNode }) {

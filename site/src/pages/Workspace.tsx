@@ -226,7 +226,8 @@ function AgentPanel({ workspace, agent }: { workspace: Workspace; agent: Agent }
                   ) : (
                     <span title="Subdomain apps need a wildcard access URL on the selected proxy">{app.display_name || app.slug} (unavailable)</span>
                   )}{" "}
-                  <Badge status={app.health} />
+                  {/* Apps without a health check report "disabled": nothing worth showing. */}
+                  {app.health !== "disabled" && <Badge status={app.health} />}
                 </li>
               );
             })}
