@@ -11,7 +11,7 @@ use std::time::Duration;
 use testkit::{TestDb, eventually};
 
 use crate::coder;
-use crate::fixture::{STARTUP, free_port, with_startup};
+use crate::fixture::{STARTUP, free_port, start_proxy, with_startup};
 
 const EMAIL: &str = "admin@example.com";
 
@@ -104,30 +104,19 @@ async fn the_dashboard_sets_up_creates_a_workspace_and_follows_the_chosen_proxy(
 
     // A workspace proxy on another host name (cookies for 127.0.0.1 do not reach localhost),
     // so apps and the terminal there authorize through the primary as in a real deployment.
-    let created = coder
-        .run(&[
-            "wsproxy",
-            "create",
-            "--name=sydney",
-            "--display-name=Sydney",
-        ])
-        .success();
-    let token = created
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Token: "))
-        .unwrap()
-        .to_owned();
     let proxy_port = free_port();
     let proxy_url = format!("http://localhost:{proxy_port}");
-    let mut proxy_user = crate::coder();
-    proxy_user
-        .env("CODER_PRIMARY_ACCESS_URL", &primary)
-        .env("CODER_PROXY_SESSION_TOKEN", &token)
-        .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{proxy_port}"))
-        .env("CODER_ACCESS_URL", &proxy_url)
-        .env("CODER_WILDCARD_ACCESS_URL", "*.apps.localhost");
-    let proxy = proxy_user.proxy_server(&[]);
+    let proxy = start_proxy(
+        &coder,
+        &server.url,
+        "sydney",
+        "Sydney",
+        proxy_port,
+        &[
+            ("CODER_ACCESS_URL", &proxy_url),
+            ("CODER_WILDCARD_ACCESS_URL", "*.apps.localhost"),
+        ],
+    );
     eventually(Duration::from_secs(30), "the proxy to be ok", || async {
         let listed = coder.run(&["wsproxy", "ls"]).success().stdout;
         listed

@@ -203,3 +203,42 @@ where
     .unwrap_or_else(|_| panic!("no {text:?} in the terminal:\n{seen}"));
     seen
 }
+
+/// `Token: ID:SECRET` from `coder wsproxy create`'s output.
+pub(crate) fn token_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Token: "))
+        .unwrap_or_else(|| panic!("no token in {stdout:?}"))
+        .to_owned()
+}
+
+/// Has `owner` create the workspace proxy `name` (shown as `display`) and runs
+/// `coder wsproxy server` for it against `primary`, listening on `port` of 127.0.0.1, with
+/// the extra `CODER_*` settings in `env`.
+pub(crate) fn start_proxy(
+    owner: &Coder,
+    primary: &url::Url,
+    name: &str,
+    display: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> ServerProcess {
+    let created = owner
+        .run(&[
+            "wsproxy",
+            "create",
+            &format!("--name={name}"),
+            &format!("--display-name={display}"),
+        ])
+        .success();
+    let mut proxy = coder();
+    proxy
+        .env("CODER_PRIMARY_ACCESS_URL", &crate::url(primary))
+        .env("CODER_PROXY_SESSION_TOKEN", &token_of(&created.stdout))
+        .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{port}"));
+    for (key, value) in env {
+        proxy.env(key, value);
+    }
+    proxy.proxy_server(&[])
+}

@@ -9,18 +9,9 @@ use testkit::{ServerProcess, TestDb, eventually};
 
 use crate::coder;
 use crate::fixture::{
-    api, free_port, signed_app_token, terminal_output_until, user_with_roles, with_startup,
-    workspace_from,
+    api, free_port, signed_app_token, start_proxy, terminal_output_until, token_of,
+    user_with_roles, with_startup, workspace_from,
 };
-
-/// `Token: ID:SECRET` from `coder wsproxy create`'s output.
-fn token_of(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Token: "))
-        .unwrap_or_else(|| panic!("no token in {stdout:?}"))
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_create_list_edit_regenerate_and_delete_proxies() {
@@ -655,23 +646,14 @@ async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
     )
     .await;
     let primary = ws._server.url.clone();
-    let created = ws
-        .coder
-        .run(&[
-            "wsproxy",
-            "create",
-            "--name=sydney",
-            "--display-name=Sydney",
-        ])
-        .success();
-    let proxy_port = free_port();
-    let mut proxy_user = coder();
-    proxy_user
-        .env("CODER_PRIMARY_ACCESS_URL", &crate::url(&primary))
-        .env("CODER_PROXY_SESSION_TOKEN", &token_of(&created.stdout))
-        .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{proxy_port}"))
-        .env("CODER_PROXY_DERP_ONLY", "true");
-    let proxy = proxy_user.proxy_server(&[]);
+    let proxy = start_proxy(
+        &ws.coder,
+        &primary,
+        "sydney",
+        "Sydney",
+        free_port(),
+        &[("CODER_PROXY_DERP_ONLY", "true")],
+    );
     // DERP-only: no apps here.
     let page = reqwest::get(format!("{}/@admin/dev/apps/x/", crate::url(&proxy.url)))
         .await
@@ -764,22 +746,9 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
     let primary = ws._server.url.clone();
     let mut proxies = Vec::new();
     for (name, display) in [("sydney", "Sydney"), ("tokyo", "Tokyo")] {
-        let created = ws
-            .coder
-            .run(&[
-                "wsproxy",
-                "create",
-                &format!("--name={name}"),
-                &format!("--display-name={display}"),
-            ])
-            .success();
-        let mut proxy_user = coder();
-        proxy_user
-            .env("CODER_PRIMARY_ACCESS_URL", &crate::url(&primary))
-            .env("CODER_PROXY_SESSION_TOKEN", &token_of(&created.stdout))
-            .env("CODER_HTTP_ADDRESS", &format!("127.0.0.1:{}", free_port()))
-            .env("CODER_PROXY_DERP_ONLY", "true");
-        proxies.push((display, proxy_user.proxy_server(&[])));
+        let derp_only = [("CODER_PROXY_DERP_ONLY", "true")];
+        let proxy = start_proxy(&ws.coder, &primary, name, display, free_port(), &derp_only);
+        proxies.push((display, proxy));
     }
     let relayed = |args: &[&str]| {
         let mut full = vec!["--disable-direct-connections"];
