@@ -19,6 +19,7 @@ use tunnel::{
 
 use crate::process::Environment;
 use crate::ssh::SshServer;
+use crate::ssh_sessions::SshSessions;
 use crate::terminal::Terminals;
 
 /// How long a connecting client may wait for the coordinator's word that it is allowed (its
@@ -165,9 +166,12 @@ pub(crate) async fn serve(
     tracing::info!(endpoint_id = %endpoint.id(), "tunnel endpoint ready");
     let (authorized, allowed) = watch::channel(HashSet::new());
     let environment = Environment::new(&manifest);
+    // One host key for every session of this agent.
+    let ssh = SshServer::new(environment.clone());
     let services = Arc::new(Services {
-        terminals: Terminals::new(Arc::new(environment.clone())),
-        ssh: SshServer::new(environment),
+        terminals: Terminals::new(Arc::new(environment)),
+        ssh_sessions: Arc::new(SshSessions::new(ssh.clone())),
+        ssh,
     });
     let initial: Vec<tunnel::RelayUrl> = tunnel::relay_map::relays(&manifest.derp_map)
         .into_iter()
@@ -334,6 +338,7 @@ async fn is_authorized(
 
 struct Services {
     ssh: SshServer,
+    ssh_sessions: Arc<SshSessions>,
     terminals: Terminals,
 }
 
@@ -358,6 +363,19 @@ async fn serve_stream(
         StreamRequest::Ssh => {
             proto::write_header(&mut send, &StreamReply::default()).await?;
             services.ssh.serve(tokio::io::join(recv, send)).await?;
+        }
+        StreamRequest::SshSession {
+            id,
+            resume,
+            progress,
+        } => {
+            let Ok(id) = id.parse::<uuid::Uuid>() else {
+                return refuse(&mut send, format!("SSH session id {id:?} is not a UUID")).await;
+            };
+            services
+                .ssh_sessions
+                .attach(id, resume, progress, send, recv)
+                .await?;
         }
         StreamRequest::Tcp { port } => match dial_local(port).await {
             Ok(mut tcp) => {
@@ -412,7 +430,14 @@ async fn serve_stream(
 }
 
 async fn refuse(send: &mut SendStream, error: String) -> anyhow::Result<()> {
-    proto::write_header(send, &StreamReply { error: Some(error) }).await?;
+    proto::write_header(
+        send,
+        &StreamReply {
+            error: Some(error),
+            progress: None,
+        },
+    )
+    .await?;
     send.finish()?;
     Ok(())
 }

@@ -15,6 +15,7 @@ mod process;
 mod scripts;
 mod sftp;
 mod ssh;
+mod ssh_sessions;
 mod terminal;
 
 use std::time::Duration;

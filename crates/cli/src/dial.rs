@@ -40,6 +40,8 @@ pub(crate) struct AgentTunnel {
     derp_map: Arc<RwLock<sdk::DerpMap>>,
     /// Whether direct paths were ruled out, and by whom.
     pub(crate) direct_blocked: Option<&'static str>,
+    /// The agent's address as the coordinator last told it.
+    agent_address: watch::Receiver<tunnel::EndpointAddr>,
     coordination: JoinHandle<()>,
     relay_updates: JoinHandle<()>,
 }
@@ -238,7 +240,8 @@ pub(crate) async fn dial(
                 // a dial in flight never learns that, so start again at the new one.
                 changed = addresses.changed() => {
                     if changed.is_err() {
-                        break endpoint.connect(addresses.borrow().clone(), proto::AGENT_ALPN).await;
+                        let target = addresses.borrow().clone();
+                        break endpoint.connect(target, proto::AGENT_ALPN).await;
                     }
                 }
             }
@@ -259,6 +262,7 @@ pub(crate) async fn dial(
         connection,
         derp_map,
         direct_blocked,
+        agent_address: addresses,
         coordination,
         relay_updates,
     })
@@ -321,6 +325,38 @@ impl AgentTunnel {
     pub(crate) async fn close(&self) {
         self.connection.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.close()).await;
+    }
+
+    /// Resolves when this tunnel can carry nothing more: its connection closed, or it goes
+    /// through a relay the agent has left (iroh keeps sending on the path it selected, so the
+    /// tunnel would stay silent until it times out).
+    pub(crate) async fn stranded(&self) {
+        let mut addresses = self.agent_address.clone();
+        loop {
+            let path = tunnel::path(&self.connection);
+            let left = match &path {
+                tunnel::Path::Relay(url) => {
+                    let agent = addresses.borrow_and_update();
+                    let mut relays = agent.relay_urls().peekable();
+                    relays.peek().is_some() && relays.all(|relay| relay != url)
+                }
+                _ => false,
+            };
+            if left {
+                tracing::info!(?path, "the agent left the relay this tunnel goes through");
+                return;
+            }
+            tokio::select! {
+                _ = self.connection.closed() => return,
+                changed = addresses.changed() => {
+                    if changed.is_err() {
+                        // The coordination task ended: only the connection can tell now.
+                        self.connection.closed().await;
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// The path packets take now, in words: `p2p via IP:PORT` or `via <region name>`.

@@ -5,6 +5,7 @@
 mod commands;
 mod dial;
 mod output;
+mod resumable;
 mod session;
 mod systemd;
 

@@ -12,6 +12,7 @@ pub mod pipe;
 pub mod proto;
 pub mod relay;
 pub mod relay_map;
+pub mod resume;
 
 use std::net::SocketAddr;
 

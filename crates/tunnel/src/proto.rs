@@ -19,6 +19,18 @@ const MAX_HEADER: u32 = 16 * 1024;
 pub enum StreamRequest {
     /// The agent's SSH server; the stream carries the SSH protocol.
     Ssh,
+    /// The agent's SSH server over a resumable stream ([`crate::resume`] frames): session `id`
+    /// starts, or, with `resume`, picks up where a broken tunnel left it.
+    SshSession {
+        /// The session's id, chosen by the client (a UUID).
+        id: String,
+        /// Whether this continues an existing session.
+        #[serde(default)]
+        resume: bool,
+        /// What the client has delivered so far.
+        #[serde(default)]
+        progress: crate::resume::Progress,
+    },
     /// A TCP connection to this port on the workspace's loopback.
     Tcp {
         /// The port.
@@ -79,6 +91,9 @@ pub struct StreamReply {
     /// Why the request was refused; `None` when the service follows.
     #[serde(default)]
     pub error: Option<String>,
+    /// For a resumable stream, what the agent has delivered so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::resume::Progress>,
 }
 
 /// A header that could not be read or written.
@@ -142,6 +157,22 @@ pub async fn open(
     connection: &iroh::endpoint::Connection,
     request: &StreamRequest,
 ) -> Result<(iroh::endpoint::SendStream, iroh::endpoint::RecvStream), OpenError> {
+    let (send, recv, _) = open_with_reply(connection, request).await?;
+    Ok((send, recv))
+}
+
+/// [`open`], also returning the agent's reply (a resumable stream's progress).
+pub async fn open_with_reply(
+    connection: &iroh::endpoint::Connection,
+    request: &StreamRequest,
+) -> Result<
+    (
+        iroh::endpoint::SendStream,
+        iroh::endpoint::RecvStream,
+        StreamReply,
+    ),
+    OpenError,
+> {
     let broke = |err: &dyn std::fmt::Display| OpenError::Broken(err.to_string());
     let (mut send, mut recv) = connection.open_bi().await.map_err(|err| broke(&err))?;
     write_header(&mut send, request)
@@ -150,7 +181,7 @@ pub async fn open(
     let reply: StreamReply = read_header(&mut recv).await.map_err(|err| broke(&err))?;
     match reply.error {
         Some(error) => Err(OpenError::Refused(error)),
-        None => Ok((send, recv)),
+        None => Ok((send, recv, reply)),
     }
 }
 

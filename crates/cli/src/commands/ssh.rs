@@ -3,6 +3,7 @@
 //! SSH protocol to OpenSSH's ProxyCommand instead.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,10 +12,10 @@ use russh::ChannelMsg;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tunnel::proto::StreamRequest;
 
 use crate::commands::GlobalArgs;
 use crate::dial;
+use crate::resumable::{self, ChannelReader, Redial};
 use crate::session;
 
 #[derive(Debug, clap::Args)]
@@ -45,13 +46,32 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
         None => &args.workspace,
     };
     let tunnel = dial::dial(&client, target, global.dial_options()).await?;
-    let (send, recv) = tunnel.open(&StreamRequest::Ssh).await?;
+    let user = tunnel.workspace.owner_name.clone();
+    // The session rides a resumable stream: a tunnel that breaks is dialled again underneath.
+    let redial = Redial {
+        client: client.clone(),
+        target: target.to_owned(),
+        options: global.dial_options(),
+    };
     if args.stdio {
-        let result = stdio(send, recv).await;
-        tunnel.close().await;
-        return result;
+        let input = ChannelReader::new(stdin_reader());
+        // Straight to the file descriptor: std's stdout holds binary data back until a newline.
+        let output = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("opening stdout")?;
+        let output = tokio::fs::File::from_std(std::fs::File::from(output));
+        resumable::carry(redial, tunnel, input, output).await?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let stream = tokio::io::join(recv, send);
+    let (stream, carried) = tokio::io::duplex(PIPE);
+    let (carried_read, carried_write) = tokio::io::split(carried);
+    let mut carrier = tokio::spawn(resumable::carry(
+        redial,
+        tunnel,
+        carried_read,
+        carried_write,
+    ));
     let config = russh::client::Config {
         // The agent sends keepalives; the tunnel has its own.
         inactivity_timeout: None,
@@ -64,7 +84,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
     let mut ssh = russh::client::connect_stream(Arc::new(config), stream, AcceptAgentKey)
         .await
         .context("starting the SSH session")?;
-    let user = tunnel.workspace.owner_name.clone();
     let auth = ssh
         .authenticate_none(user)
         .await
@@ -139,41 +158,21 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
     let _ = ssh
         .disconnect(russh::Disconnect::ByApplication, "", "")
         .await;
-    tunnel.close().await;
-    match code {
-        Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(255))),
-        None => anyhow::bail!("the session ended without an exit status (the connection was lost)"),
+    drop(channel);
+    drop(ssh);
+    // The session is over: let the carrier tell the agent, briefly.
+    let carried = tokio::time::timeout(std::time::Duration::from_secs(3), &mut carrier).await;
+    match (code, carried) {
+        (Some(code), _) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(255))),
+        (None, Ok(Ok(Err(err)))) => Err(err),
+        (None, _) => {
+            anyhow::bail!("the session ended without an exit status (the connection was lost)")
+        }
     }
 }
 
-/// Copies stdin to the stream and the stream to stdout until either side ends.
-async fn stdio(mut send: tunnel::SendStream, mut recv: tunnel::RecvStream) -> Result<ExitCode> {
-    let mut input = stdin_reader();
-    let upload = async move {
-        while let Some(data) = input.recv().await {
-            send.write_all(&data).await?;
-        }
-        send.finish()?;
-        anyhow::Ok(())
-    };
-    let download = async move {
-        let mut stdout = tokio::io::stdout();
-        tunnel::pipe::copy(&mut recv, &mut stdout).await?;
-        stdout.flush().await?;
-        anyhow::Ok(())
-    };
-    tokio::pin!(download);
-    tokio::select! {
-        result = &mut download => result?,
-        result = upload => {
-            result?;
-            // OpenSSH closes our stdin only when it is done with the connection; whatever the
-            // agent still sends has no reader, so don't wait long for it.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), download).await;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
+/// The in-memory pipe between the SSH client and the resumable stream.
+const PIPE: usize = 1024 * 1024;
 
 /// Reads stdin on its own thread: a blocked read must not keep the process from exiting when
 /// the session ends first.

@@ -776,6 +776,49 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
     })
     .await;
 
+    // A session established through that relay, printing as it goes: it must ride out the
+    // relay's death without the user doing anything.
+    let mut held = ws
+        .coder
+        .command(&[
+            "--disable-direct-connections",
+            "ssh",
+            "dev",
+            "--",
+            "for i in $(seq 1 60); do echo tick $i; sleep 0.25; done; exit 7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, ticks) = std::sync::mpsc::channel();
+    let stdout = held.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = Vec::new();
+        let mut longest = Duration::ZERO;
+        let mut last = std::time::Instant::now();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line.clone());
+            if !all.is_empty() {
+                longest = longest.max(last.elapsed());
+            }
+            last = std::time::Instant::now();
+            all.push(line);
+        }
+        (all, longest)
+    });
+    let first = ticks.recv_timeout(Duration::from_secs(30));
+    if first.is_err() {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut held.stderr.take().unwrap(), &mut stderr).unwrap();
+        panic!("the session printed nothing: {stderr}");
+    }
+    assert_eq!(first.unwrap(), "tick 1");
+
     // Kill the relay the agent answers through. The primary checks proxies only once a
     // minute here, so the relay map still lists the dead relay: moving is up to the ends.
     let index = proxies.iter().position(|(name, _)| *name == via).unwrap();
@@ -811,5 +854,29 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
         ping.stdout.contains(&format!("proxied via DERP({other})")),
         "{}",
         ping.stdout
+    );
+
+    // The established session carried on: every line, in order, and the command's exit code.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = held.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the established session never ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (printed, pause) = reader.join().unwrap();
+    println!("the established session paused {pause:?} at most");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut held.stderr.take().unwrap(), &mut stderr).unwrap();
+    let expected: Vec<String> = (1..=60).map(|i| format!("tick {i}")).collect();
+    assert_eq!(printed, expected, "stderr: {stderr}");
+    assert_eq!(status.code(), Some(7), "stderr: {stderr}");
+    assert!(
+        pause < Duration::from_secs(10),
+        "the session stalled {pause:?}"
     );
 }
