@@ -268,6 +268,33 @@ pub(crate) async fn dial(
     })
 }
 
+/// What it takes to dial a workspace again.
+#[derive(Clone)]
+pub(crate) struct Redial {
+    pub(crate) client: Client,
+    pub(crate) target: String,
+    pub(crate) options: DialOptions,
+}
+
+impl Redial {
+    /// Dials until a tunnel opens, backing off between attempts; gives up after `give_up`.
+    pub(crate) async fn until_up(&self, give_up: Option<Duration>) -> Result<AgentTunnel> {
+        let since = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match dial(&self.client, &self.target, self.options).await {
+                Ok(tunnel) => return Ok(tunnel),
+                Err(err) if give_up.is_none_or(|limit| since.elapsed() < limit) => {
+                    tracing::info!(error = %err, "dialling the workspace again failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
 /// Follows the agent's address changes; rejoins after the coordinator goes away.
 async fn keep_coordinating(
     client: Client,

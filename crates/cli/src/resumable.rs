@@ -5,30 +5,21 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
-use sdk::client::Client;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, watch};
 use tunnel::proto::{self, OpenError, StreamRequest};
 use tunnel::resume::{Outcome, Resumable};
 
-use crate::dial::{self, AgentTunnel, DialOptions};
+use crate::dial::{AgentTunnel, Redial};
 
 /// How long to keep dialling after the tunnel broke (the agent keeps the session as long).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How long the session may take to wind down once the local side finished (the peer's last
 /// bytes have no reader by then).
 const LINGER: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What it takes to dial the workspace again.
-pub(crate) struct Redial {
-    pub(crate) client: Client,
-    pub(crate) target: String,
-    pub(crate) options: DialOptions,
-}
 
 /// Carries `local` (the SSH client's side) to the agent's SSH server over `tunnel`, and over
 /// new tunnels whenever it breaks, until the session ends.
@@ -55,30 +46,16 @@ where
         ended: peer_ended.clone(),
     };
     let mut tunnel = Some(tunnel);
-    let mut broken_since: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(100);
     let mut resume = false;
     loop {
         let current = match tunnel.take() {
             Some(current) => current,
-            None => {
-                let since = *broken_since.get_or_insert_with(Instant::now);
-                match dial::dial(&redial.client, &redial.target, redial.options).await {
-                    Ok(fresh) => fresh,
-                    Err(err) if since.elapsed() < GIVE_UP_AFTER => {
-                        tracing::info!(error = %err, "dialling the workspace again failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        continue;
-                    }
-                    Err(err) => {
-                        return Err(err.context(format!(
-                            "the tunnel to the workspace broke and could not be dialled again within {} minutes",
-                            GIVE_UP_AFTER.as_secs() / 60
-                        )));
-                    }
-                }
-            }
+            None => redial.until_up(Some(GIVE_UP_AFTER)).await.map_err(|err| {
+                err.context(format!(
+                    "the tunnel to the workspace broke and could not be dialled again within {} minutes",
+                    GIVE_UP_AFTER.as_secs() / 60
+                ))
+            })?,
         };
         let request = StreamRequest::SshSession {
             id: id.clone(),
@@ -107,8 +84,6 @@ where
             tracing::info!(path = %current.path_description(), "the SSH session resumed");
         }
         resume = true;
-        broken_since = None;
-        backoff = Duration::from_millis(100);
         let peer = reply.progress.unwrap_or_default();
         // Once either side ended, the other's last bytes have no use for long: OpenSSH, say,
         // closes our stdin only after our stdout ends.

@@ -33,10 +33,11 @@ const FIN: u8 = 2;
 pub const KEEPALIVE: Duration = Duration::from_secs(1);
 /// How long without a byte from the peer before the stream counts as broken.
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
-/// The most unconfirmed data a side holds; reading its local end pauses beyond it.
-const WINDOW: u64 = 16 * 1024 * 1024;
-/// The largest data frame.
-const CHUNK: usize = 64 * 1024;
+/// The most unconfirmed data a side holds; reading its local end pauses beyond it (8 MiB
+/// sustains 640 Mbit/s at a 100 ms round trip, and is what the SSH channel window allows).
+const WINDOW: u64 = 8 * 1024 * 1024;
+/// The largest data frame: large writes to the local end (stdout is a thread hop per write).
+const CHUNK: usize = 256 * 1024;
 /// How much delivered data prompts an `ACK` before the next keepalive.
 const ACK_EVERY: u64 = 256 * 1024;
 

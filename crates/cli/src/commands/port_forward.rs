@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, watch};
 use tunnel::proto::{self, StreamRequest};
 
 use crate::commands::GlobalArgs;
-use crate::dial::{self, AgentTunnel};
+use crate::dial::{self, AgentTunnel, Redial};
 use crate::output;
 use crate::session;
+
+/// The tunnel new connections use.
+type Tunnels = watch::Receiver<Arc<AgentTunnel>>;
 
 /// A UDP peer with no traffic for this long is forgotten (its stream closed).
 const UDP_IDLE: Duration = Duration::from_secs(60);
@@ -119,6 +122,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: PortForwardArgs) -> Result<Ex
     }
     let client = session::client(global)?;
     let tunnel = Arc::new(dial::dial(&client, &args.workspace, global.dial_options()).await?);
+    let workspace = tunnel.workspace.name.clone();
+    // New connections use the current tunnel; a broken one is replaced (see below).
+    let (current, tunnels) = watch::channel(tunnel);
     let mut tasks = tokio::task::JoinSet::new();
     for forward in tcp {
         let listener = TcpListener::bind(forward.local)
@@ -126,9 +132,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: PortForwardArgs) -> Result<Ex
             .with_context(|| format!("listening on {} (tcp)", forward.local))?;
         output::line(format!(
             "Forwarding {} (tcp) to port {} in workspace {}",
-            forward.local, forward.remote, tunnel.workspace.name
+            forward.local, forward.remote, workspace
         ))?;
-        tasks.spawn(forward_tcp(listener, forward.remote, tunnel.clone()));
+        tasks.spawn(forward_tcp(listener, forward.remote, tunnels.clone()));
     }
     for forward in udp {
         let socket = UdpSocket::bind(forward.local)
@@ -136,29 +142,47 @@ pub(crate) async fn run(global: &GlobalArgs, args: PortForwardArgs) -> Result<Ex
             .with_context(|| format!("listening on {} (udp)", forward.local))?;
         output::line(format!(
             "Forwarding {} (udp) to port {} in workspace {}",
-            forward.local, forward.remote, tunnel.workspace.name
+            forward.local, forward.remote, workspace
         ))?;
-        tasks.spawn(forward_udp(socket, forward.remote, tunnel.clone()));
+        tasks.spawn(forward_udp(socket, forward.remote, tunnels.clone()));
     }
     output::line("Ready; press Ctrl+C to stop.")?;
+    let redial = Redial {
+        client,
+        target: args.workspace.clone(),
+        options: global.dial_options(),
+    };
+    // A tunnel that breaks (its relay died, the network changed) is dialled again; connections
+    // open on it end, and new ones use the new tunnel.
+    let keep = async {
+        loop {
+            let tunnel = current.borrow().clone();
+            tunnel.stranded().await;
+            output::note(format!(
+                "The tunnel to {workspace} broke; dialling again..."
+            ));
+            let fresh = redial.until_up(None).await?;
+            output::note(format!("Reconnected to {workspace}."));
+            current.send_replace(Arc::new(fresh));
+            tokio::spawn(async move { tunnel.close().await });
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        reason = tunnel.connection.closed() => {
-            bail!("the tunnel to the workspace closed: {reason}");
-        }
+        result = keep => return result,
     }
     tasks.abort_all();
-    tunnel.close().await;
+    current.borrow().clone().close().await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn forward_tcp(listener: TcpListener, remote: u16, tunnel: Arc<AgentTunnel>) {
+async fn forward_tcp(listener: TcpListener, remote: u16, tunnels: Tunnels) {
     loop {
         let Ok((mut tcp, peer)) = listener.accept().await else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let tunnel = tunnel.clone();
+        let tunnel = tunnels.borrow().clone();
         tokio::spawn(async move {
             match tunnel.open(&StreamRequest::Tcp { port: remote }).await {
                 Ok((send, recv)) => {
@@ -172,7 +196,7 @@ async fn forward_tcp(listener: TcpListener, remote: u16, tunnel: Arc<AgentTunnel
 }
 
 /// Each local peer gets its own stream, so replies go back to whoever sent.
-async fn forward_udp(socket: UdpSocket, remote: u16, tunnel: Arc<AgentTunnel>) {
+async fn forward_udp(socket: UdpSocket, remote: u16, tunnels: Tunnels) {
     let socket = Arc::new(socket);
     let peers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>> = Arc::default();
     let mut buffer = vec![0u8; 65535];
@@ -196,7 +220,7 @@ async fn forward_udp(socket: UdpSocket, remote: u16, tunnel: Arc<AgentTunnel>) {
             peer,
             receiver,
             remote,
-            tunnel.clone(),
+            tunnels.borrow().clone(),
             peers.clone(),
         ));
     }

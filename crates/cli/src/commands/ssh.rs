@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::commands::GlobalArgs;
 use crate::dial;
-use crate::resumable::{self, ChannelReader, Redial};
+use crate::dial::Redial;
+use crate::resumable::{self, ChannelReader};
 use crate::session;
 
 #[derive(Debug, clap::Args)]

@@ -242,3 +242,70 @@ pub(crate) fn start_proxy(
     }
     proxy.proxy_server(&[])
 }
+
+/// A TCP forwarder on a free port of 127.0.0.1 to `target` that holds every byte back by
+/// `delay` each way: a server in a far-away region (this kernel has no netem). Runs on its own
+/// thread and runtime, so tests that block their own workers don't stall it. Returns the port.
+pub(crate) fn far_away(target: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((near, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let Ok(far) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let _ = near.set_nodelay(true);
+                    let _ = far.set_nodelay(true);
+                    let (near_read, near_write) = near.into_split();
+                    let (far_read, far_write) = far.into_split();
+                    tokio::join!(
+                        delayed(near_read, far_write, delay),
+                        delayed(far_read, near_write, delay)
+                    );
+                });
+            }
+        });
+    });
+    port
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it arrived (latency, not a bandwidth cap).
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (chunks, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let reading = async move {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(n) = from.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            let _ = chunks.send((tokio::time::Instant::now() + delay, buffer[..n].to_vec()));
+        }
+    };
+    let writing = async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reading, writing);
+}

@@ -9,7 +9,7 @@ use testkit::{ServerProcess, TestDb, eventually};
 
 use crate::coder;
 use crate::fixture::{
-    api, free_port, signed_app_token, start_proxy, terminal_output_until, token_of,
+    api, far_away, free_port, signed_app_token, start_proxy, terminal_output_until, token_of,
     user_with_roles, with_startup, workspace_from,
 };
 
@@ -776,6 +776,51 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
     })
     .await;
 
+    // A port forward to an echo server in the workspace (the agent runs on this host).
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut connection in echo.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = connection.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut connection);
+            });
+        }
+    });
+    let local = free_port();
+    let mut forward = ws
+        .coder
+        .command(&[
+            "--disable-direct-connections",
+            "port-forward",
+            "dev",
+            "--tcp",
+            &format!("{local}:{echo_port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let echoes = |text: &str| {
+        let attempt = || -> std::io::Result<String> {
+            let mut connection = std::net::TcpStream::connect(("127.0.0.1", local))?;
+            connection.set_read_timeout(Some(Duration::from_secs(3)))?;
+            std::io::Write::write_all(&mut connection, text.as_bytes())?;
+            let mut echoed = vec![0; text.len()];
+            std::io::Read::read_exact(&mut connection, &mut echoed)?;
+            Ok(String::from_utf8_lossy(&echoed).into_owned())
+        };
+        attempt().is_ok_and(|echoed| echoed == text)
+    };
+    let started = std::time::Instant::now();
+    while !echoes("before") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the forward never worked"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // A session established through that relay, printing as it goes: it must ride out the
     // relay's death without the user doing anything.
     let mut held = ws
@@ -856,6 +901,21 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
         ping.stdout
     );
 
+    // The port forward dialled a new tunnel by itself: new connections work again.
+    let mut forwarded = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        if echoes("after") {
+            forwarded = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+    let forwarded = forwarded.expect("the port forward never recovered");
+    println!("the port forward worked again {forwarded:?} after the relay died");
+    assert!(forwarded < Duration::from_secs(15), "{forwarded:?}");
+
     // The established session carried on: every line, in order, and the command's exit code.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -879,4 +939,86 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
         pause < Duration::from_secs(10),
         "the session stalled {pause:?}"
     );
+}
+
+/// The latencies `coder ping` printed for pongs through `relay`, in milliseconds.
+fn pongs_via(stdout: &str, relay: &str) -> Vec<f64> {
+    let via = format!("proxied via DERP({relay}) in ");
+    stdout
+        .lines()
+        .filter_map(|line| line.split_once(&via))
+        .filter_map(|(_, latency)| latency.trim_end_matches("ms").parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_sessions_ride_the_nearer_relay() {
+    // The primary is far away (80 ms each way, through a delaying forwarder: this kernel has no
+    // netem); a workspace proxy sits next to both the user and the workspace. With direct
+    // paths blocked, traffic first goes through the primary's relay, then, once the proxy's
+    // relay is in the map, the agent homes on it by measured latency and sessions ride it.
+    let real = free_port();
+    let far = far_away(real, Duration::from_millis(80));
+    let ws = workspace_from(
+        coder(),
+        &[
+            "--http-address",
+            &format!("127.0.0.1:{real}"),
+            "--access-url",
+            &format!("http://127.0.0.1:{far}"),
+            "--derp-server-region-name=Far",
+            "--proxy-health-interval=2s",
+            // Relays only: endpoints then measure relays over HTTPS, through the delay (UDP
+            // address discovery would reach the primary's UDP port around it).
+            "--block-direct-connections",
+        ],
+        |template| template,
+    )
+    .await;
+    let relayed = |args: &[&str]| {
+        let mut full = vec!["--disable-direct-connections"];
+        full.extend_from_slice(args);
+        ws.coder.run(&full)
+    };
+    let far_pongs = pongs_via(
+        &relayed(&["ping", "dev", "-n", "3", "--wait", "100ms"])
+            .success()
+            .stdout,
+        "Far",
+    );
+    assert_eq!(far_pongs.len(), 3, "{far_pongs:?}");
+    assert!(
+        far_pongs.iter().all(|ms| *ms >= 300.0),
+        "through the far relay a round trip crosses the 80 ms link four times: {far_pongs:?}"
+    );
+
+    let primary = ws._server.url.clone();
+    let _near = start_proxy(
+        &ws.coder,
+        &primary,
+        "sydney",
+        "Sydney",
+        free_port(),
+        &[("CODER_PROXY_DERP_ONLY", "true")],
+    );
+    let stdout = eventually(
+        Duration::from_secs(90),
+        "pings through the nearer relay",
+        || async {
+            let ping = relayed(&["ping", "dev", "-n", "3", "--wait", "100ms"]);
+            (ping.code == 0 && pongs_via(&ping.stdout, "Sydney").len() == 3).then_some(ping.stdout)
+        },
+    )
+    .await;
+    let near_pongs = pongs_via(&stdout, "Sydney");
+    println!(
+        "pongs through the far relay {far_pongs:?} ms, through the nearer one {near_pongs:?} ms"
+    );
+    let best_far = far_pongs.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        near_pongs.iter().all(|ms| *ms * 5.0 < best_far),
+        "the nearer relay is not faster: {near_pongs:?} against {far_pongs:?}"
+    );
+    let ran = relayed(&["ssh", "dev", "--", "echo", "via-sydney"]).success();
+    assert_eq!(ran.stdout.trim(), "via-sydney");
 }
