@@ -823,46 +823,7 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
 
     // A session established through that relay, printing as it goes: it must ride out the
     // relay's death without the user doing anything.
-    let mut held = ws
-        .coder
-        .command(&[
-            "--disable-direct-connections",
-            "ssh",
-            "dev",
-            "--",
-            "for i in $(seq 1 60); do echo tick $i; sleep 0.25; done; exit 7",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, ticks) = std::sync::mpsc::channel();
-    let stdout = held.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = Vec::new();
-        let mut longest = Duration::ZERO;
-        let mut last = std::time::Instant::now();
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines.send(line.clone());
-            if !all.is_empty() {
-                longest = longest.max(last.elapsed());
-            }
-            last = std::time::Instant::now();
-            all.push(line);
-        }
-        (all, longest)
-    });
-    let first = ticks.recv_timeout(Duration::from_secs(30));
-    if first.is_err() {
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut held.stderr.take().unwrap(), &mut stderr).unwrap();
-        panic!("the session printed nothing: {stderr}");
-    }
-    assert_eq!(first.unwrap(), "tick 1");
+    let held = HeldSession::start(&ws.coder);
 
     // Kill the relay the agent answers through. The primary checks proxies only once a
     // minute here, so the relay map still lists the dead relay: moving is up to the ends.
@@ -917,28 +878,91 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
     assert!(forwarded < Duration::from_secs(15), "{forwarded:?}");
 
     // The established session carried on: every line, in order, and the command's exit code.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = held.try_wait().unwrap() {
-            break status;
+    held.carried_on();
+}
+
+/// A relayed `coder ssh` session printing a line every quarter second for 15 s, then exiting 7.
+struct HeldSession {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<(Vec<String>, Duration)>,
+}
+
+impl HeldSession {
+    /// Starts it and waits for its first line.
+    fn start(coder: &testkit::Coder) -> Self {
+        let mut child = coder
+            .command(&[
+                "--disable-direct-connections",
+                "ssh",
+                "dev",
+                "--",
+                "for i in $(seq 1 60); do echo tick $i; sleep 0.25; done; exit 7",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, ticks) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        // Every line, and the longest wait between two.
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = Vec::new();
+            let mut longest = Duration::ZERO;
+            let mut last = std::time::Instant::now();
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line.clone());
+                if !all.is_empty() {
+                    longest = longest.max(last.elapsed());
+                }
+                last = std::time::Instant::now();
+                all.push(line);
+            }
+            (all, longest)
+        });
+        let mut held = Self { child, reader };
+        let first = ticks.recv_timeout(Duration::from_secs(30));
+        if first.is_err() {
+            panic!("the session printed nothing: {}", held.stderr());
         }
+        assert_eq!(first.unwrap(), "tick 1");
+        held
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        stderr
+    }
+
+    /// Waits for the end: every line, in order, the exit code, and no pause of 10 s or more.
+    #[allow(clippy::print_stdout, reason = "the pause is the test's measurement")]
+    fn carried_on(mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the established session never ended"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stderr = self.stderr();
+        let (printed, pause) = self.reader.join().unwrap();
+        println!("the established session paused {pause:?} at most");
+        let expected: Vec<String> = (1..=60).map(|i| format!("tick {i}")).collect();
+        assert_eq!(printed, expected, "stderr: {stderr}");
+        assert_eq!(status.code(), Some(7), "stderr: {stderr}");
         assert!(
-            std::time::Instant::now() < deadline,
-            "the established session never ended"
+            pause < Duration::from_secs(10),
+            "the session stalled {pause:?}"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (printed, pause) = reader.join().unwrap();
-    println!("the established session paused {pause:?} at most");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut held.stderr.take().unwrap(), &mut stderr).unwrap();
-    let expected: Vec<String> = (1..=60).map(|i| format!("tick {i}")).collect();
-    assert_eq!(printed, expected, "stderr: {stderr}");
-    assert_eq!(status.code(), Some(7), "stderr: {stderr}");
-    assert!(
-        pause < Duration::from_secs(10),
-        "the session stalled {pause:?}"
-    );
+    }
 }
 
 /// The latencies `coder ping` printed for pongs through `relay`, in milliseconds.
@@ -993,7 +1017,7 @@ async fn relayed_sessions_ride_the_nearer_relay() {
     );
 
     let primary = ws._server.url.clone();
-    let _near = start_proxy(
+    let near = start_proxy(
         &ws.coder,
         &primary,
         "sydney",
@@ -1021,4 +1045,11 @@ async fn relayed_sessions_ride_the_nearer_relay() {
     );
     let ran = relayed(&["ssh", "dev", "--", "echo", "via-sydney"]).success();
     assert_eq!(ran.stdout.trim(), "via-sydney");
+
+    // The nearer proxy dies: an established session moves back to the far relay by itself.
+    let held = HeldSession::start(&ws.coder);
+    let (_, _) = near.stop_with(nix::sys::signal::Signal::SIGKILL);
+    held.carried_on();
+    let ping = relayed(&["ping", "dev", "-n", "1"]).success();
+    assert_eq!(pongs_via(&ping.stdout, "Far").len(), 1, "{}", ping.stdout);
 }
