@@ -109,11 +109,10 @@ pub(crate) async fn find_agent(
     let build = &workspace.latest_build;
     if build.status != WorkspaceStatus::Running {
         return Err(output::hint(
-            anyhow::anyhow!(
-                "workspace {:?} is {}, not running",
-                workspace.name,
-                build.status.name()
-            ),
+            NotRunning {
+                name: workspace.name.clone(),
+                status: build.status.name(),
+            },
             format!("start it with 'coder start {}'", workspace.name),
         ));
     }
@@ -277,13 +276,16 @@ pub(crate) struct Redial {
 }
 
 impl Redial {
-    /// Dials until a tunnel opens, backing off between attempts; gives up after `give_up`.
+    /// Dials until a tunnel opens, backing off between attempts; gives up after `give_up`, or
+    /// at once when the server says the workspace cannot be reached (stopped, deleted, or no
+    /// longer the user's to reach): waiting would not help.
     pub(crate) async fn until_up(&self, give_up: Option<Duration>) -> Result<AgentTunnel> {
         let since = std::time::Instant::now();
         let mut backoff = Duration::from_millis(100);
         loop {
             match dial(&self.client, &self.target, self.options).await {
                 Ok(tunnel) => return Ok(tunnel),
+                Err(err) if is_final(&err) => return Err(err),
                 Err(err) if give_up.is_none_or(|limit| since.elapsed() < limit) => {
                     tracing::info!(error = %err, "dialling the workspace again failed");
                     tokio::time::sleep(backoff).await;
@@ -293,6 +295,28 @@ impl Redial {
             }
         }
     }
+}
+
+/// Whether a failed dial is the server's answer rather than a network's hiccup.
+fn is_final(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<NotRunning>().is_some()
+            || cause
+                .downcast_ref::<sdk::client::ClientError>()
+                .and_then(sdk::client::ClientError::status)
+                .is_some_and(|status| (400..500).contains(&status))
+            || cause
+                .downcast_ref::<output::Hinted>()
+                .is_some_and(|hinted| is_final(&hinted.error))
+    })
+}
+
+/// The workspace is not running (stopped, stopping, failed, deleted).
+#[derive(Debug, thiserror::Error)]
+#[error("workspace {name:?} is {status}, not running")]
+pub(crate) struct NotRunning {
+    name: String,
+    status: &'static str,
 }
 
 /// Follows the agent's address changes; rejoins after the coordinator goes away.

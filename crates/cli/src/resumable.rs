@@ -50,12 +50,10 @@ where
     loop {
         let current = match tunnel.take() {
             Some(current) => current,
-            None => redial.until_up(Some(GIVE_UP_AFTER)).await.map_err(|err| {
-                err.context(format!(
-                    "the tunnel to the workspace broke and could not be dialled again within {} minutes",
-                    GIVE_UP_AFTER.as_secs() / 60
-                ))
-            })?,
+            None => redial
+                .until_up(Some(GIVE_UP_AFTER))
+                .await
+                .map_err(|err| err.context("the tunnel to the workspace broke"))?,
         };
         let request = StreamRequest::SshSession {
             id: id.clone(),

@@ -74,7 +74,43 @@ async fn coder_ssh_runs_commands_and_passes_exit_codes() {
         "{}",
         out.stderr
     );
+    // A session open while the workspace stops ends at once with the reason (it does not wait
+    // for a tunnel that cannot come back).
+    let mut open = ws
+        .coder
+        .command(&["ssh", "dev", "--", "echo started; sleep 600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(open.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "started\n");
     ws.coder.run(&["stop", "dev", "--yes"]).success();
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = open.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "the session outlived its workspace"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    open.stderr
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("not running"), "{stderr}");
+
     let out = ws.coder.run(&["ssh", "dev", "--", "true"]).failure(1);
     assert_eq!(
         out.stderr,
