@@ -304,7 +304,8 @@ fn is_final(err: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<sdk::client::ClientError>()
                 .and_then(sdk::client::ClientError::status)
-                .is_some_and(|status| (400..500).contains(&status))
+                // A timeout or rate limit is worth waiting out.
+                .is_some_and(|status| (400..500).contains(&status) && ![408, 429].contains(&status))
             || cause
                 .downcast_ref::<output::Hinted>()
                 .is_some_and(|hinted| is_final(&hinted.error))
@@ -440,6 +441,33 @@ pub(crate) fn agent_status(status: WorkspaceAgentStatus) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_servers_refusals_stop_redialling() {
+        let stopped = output::hint(
+            NotRunning {
+                name: "dev".into(),
+                status: "stopped",
+            },
+            "start it",
+        )
+        .context("the tunnel to the workspace broke");
+        assert!(is_final(&stopped));
+        let gone = anyhow::Error::new(sdk::client::ClientError::Api {
+            status: 404,
+            response: sdk::Response::default(),
+        })
+        .context("finding workspace \"dev\"");
+        assert!(is_final(&gone));
+        let unavailable = anyhow::Error::new(sdk::client::ClientError::Api {
+            status: 503,
+            response: sdk::Response::default(),
+        });
+        assert!(!is_final(&unavailable), "the server may come back");
+        assert!(!is_final(&anyhow::anyhow!(
+            "the tunnel to the agent did not open within 30s"
+        )));
+    }
 
     #[test]
     fn agent_names_follow_a_dot() {
