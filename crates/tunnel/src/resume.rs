@@ -256,9 +256,25 @@ async fn receive<TR, LW>(
                 if length > CHUNK {
                     break Some(Outcome::Failed(format!("a {length}-byte data frame")));
                 }
-                if let Err(end) =
-                    read_or_stop(shared, transport.read_exact(&mut buffer[..length])).await
-                {
+                // Read by parts, so a slow link that keeps delivering never looks dead.
+                let mut filled = 0;
+                let mut cut = None;
+                while filled < length {
+                    match read_or_stop(shared, transport.read(&mut buffer[filled..length])).await {
+                        Ok(0) => {
+                            cut = Some(Some(Outcome::Broken(
+                                "the tunnel stream ended inside a frame".to_owned(),
+                            )));
+                            break;
+                        }
+                        Ok(n) => filled += n,
+                        Err(end) => {
+                            cut = Some(end);
+                            break;
+                        }
+                    }
+                }
+                if let Some(end) = cut {
                     break end;
                 }
                 // Outside any cancellation: what the local end took is delivered.
@@ -610,6 +626,84 @@ mod tests {
             received == sent,
             "the data changed across {cuts} resumptions"
         );
+    }
+
+    /// Passes at most 1 KiB per read, a tenth of a second apart (10 KB/s).
+    struct Trickle<R> {
+        inner: R,
+        pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl<R: AsyncRead + Unpin> AsyncRead for Trickle<R> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(pause) = self.pause.as_mut() {
+                std::task::ready!(pause.as_mut().poll(cx));
+                self.pause = None;
+            }
+            let mut small = [0; 1024];
+            let take = buf.remaining().min(small.len());
+            let mut part = tokio::io::ReadBuf::new(&mut small[..take]);
+            std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut part))?;
+            buf.put_slice(part.filled());
+            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(100))));
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_link_that_keeps_delivering_is_not_declared_dead() {
+        // 256 KiB frames at 10 KB/s take 26 s each, far beyond the 5 s of silence allowed.
+        let (mut a, mut a_app) = side();
+        let (mut b, mut b_app) = side();
+        let sent = pattern(300 * 1024, 3);
+        let (ta, tb) = tokio::io::duplex(1 << 20);
+        let (ta_read, ta_write) = tokio::io::split(ta);
+        let (tb_read, tb_write) = tokio::io::split(tb);
+        let tb_read = Trickle {
+            inner: tb_read,
+            pause: None,
+        };
+        let apps = async {
+            let (_, mut a_write) = tokio::io::split(&mut a_app);
+            let (mut b_read, mut b_write) = tokio::io::split(&mut b_app);
+            b_write.shutdown().await.unwrap();
+            a_write.write_all(&sent).await.unwrap();
+            a_write.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            b_read.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let all = async {
+            tokio::join!(
+                a.resumable.run(
+                    &mut a.read,
+                    &mut a.write,
+                    ta_read,
+                    ta_write,
+                    Progress::default(),
+                    std::future::pending()
+                ),
+                b.resumable.run(
+                    &mut b.read,
+                    &mut b.write,
+                    tb_read,
+                    tb_write,
+                    Progress::default(),
+                    std::future::pending()
+                ),
+                apps,
+            )
+        };
+        // Virtual time: about 31 s of trickling; a stream wrongly declared dead never ends.
+        let (a_end, b_end, got) = tokio::time::timeout(Duration::from_secs(120), all)
+            .await
+            .expect("the transfer never finished");
+        assert_eq!((a_end, b_end), (Outcome::Finished, Outcome::Finished));
+        assert!(got == sent, "got {} of {} bytes", got.len(), sent.len());
     }
 
     #[tokio::test(start_paused = true)]
