@@ -477,6 +477,27 @@ mod tests {
         write: WriteHalf<DuplexStream>,
     }
 
+    impl Side {
+        /// Runs this side alone over `read`/`write` until it ends.
+        async fn run_on(
+            &mut self,
+            read: impl AsyncRead + Unpin,
+            write: impl AsyncWrite + Unpin,
+            peer: Progress,
+        ) -> Outcome {
+            self.resumable
+                .run(
+                    &mut self.read,
+                    &mut self.write,
+                    read,
+                    write,
+                    peer,
+                    std::future::pending(),
+                )
+                .await
+        }
+    }
+
     /// A session side whose application end is returned.
     fn side() -> (Side, DuplexStream) {
         let (ours, app) = tokio::io::duplex(1 << 20);
@@ -679,22 +700,8 @@ mod tests {
         };
         let all = async {
             tokio::join!(
-                a.resumable.run(
-                    &mut a.read,
-                    &mut a.write,
-                    ta_read,
-                    ta_write,
-                    Progress::default(),
-                    std::future::pending()
-                ),
-                b.resumable.run(
-                    &mut b.read,
-                    &mut b.write,
-                    tb_read,
-                    tb_write,
-                    Progress::default(),
-                    std::future::pending()
-                ),
+                a.run_on(ta_read, ta_write, Progress::default()),
+                b.run_on(tb_read, tb_write, Progress::default()),
                 apps,
             )
         };
@@ -713,17 +720,7 @@ mod tests {
         let (transport, _silent) = tokio::io::duplex(1024);
         let (read, write) = tokio::io::split(transport);
         let started = tokio::time::Instant::now();
-        let end = a
-            .resumable
-            .run(
-                &mut a.read,
-                &mut a.write,
-                read,
-                write,
-                Progress::default(),
-                std::future::pending(),
-            )
-            .await;
+        let end = a.run_on(read, write, Progress::default()).await;
         assert!(
             matches!(&end, Outcome::Broken(why) if why.contains("nothing from the peer")),
             "{end:?}"
@@ -737,17 +734,13 @@ mod tests {
         let (transport, _peer) = tokio::io::duplex(1024);
         let (read, write) = tokio::io::split(transport);
         let end = a
-            .resumable
-            .run(
-                &mut a.read,
-                &mut a.write,
+            .run_on(
                 read,
                 write,
                 Progress {
                     received: 10,
                     fin: false,
                 },
-                std::future::pending(),
             )
             .await;
         assert!(
@@ -763,17 +756,7 @@ mod tests {
         ack.extend_from_slice(&99u64.to_be_bytes());
         ack.push(0);
         peer.write_all(&ack).await.unwrap();
-        let end = b
-            .resumable
-            .run(
-                &mut b.read,
-                &mut b.write,
-                read,
-                write,
-                Progress::default(),
-                std::future::pending(),
-            )
-            .await;
+        let end = b.run_on(read, write, Progress::default()).await;
         assert!(matches!(end, Outcome::Failed(_)), "{end:?}");
     }
 }

@@ -646,14 +646,7 @@ async fn when_the_proxy_runs_the_only_relay_tunnels_go_through_it() {
     )
     .await;
     let primary = ws._server.url.clone();
-    let proxy = start_proxy(
-        &ws.coder,
-        &primary,
-        "sydney",
-        "Sydney",
-        free_port(),
-        &[("CODER_PROXY_DERP_ONLY", "true")],
-    );
+    let proxy = derp_only_proxy(&ws, "sydney", "Sydney");
     // DERP-only: no apps here.
     let page = reqwest::get(format!("{}/@admin/dev/apps/x/", crate::url(&proxy.url)))
         .await
@@ -746,9 +739,7 @@ async fn when_a_proxy_relay_dies_tunnels_move_to_another_relay_within_seconds() 
     let primary = ws._server.url.clone();
     let mut proxies = Vec::new();
     for (name, display) in [("sydney", "Sydney"), ("tokyo", "Tokyo")] {
-        let derp_only = [("CODER_PROXY_DERP_ONLY", "true")];
-        let proxy = start_proxy(&ws.coder, &primary, name, display, free_port(), &derp_only);
-        proxies.push((display, proxy));
+        proxies.push((display, derp_only_proxy(&ws, name, display)));
     }
     let relayed = |args: &[&str]| {
         let mut full = vec!["--disable-direct-connections"];
@@ -965,6 +956,18 @@ impl HeldSession {
     }
 }
 
+/// A workspace proxy that serves only its relay (`--derp-only`), registered with `ws`'s server.
+fn derp_only_proxy(ws: &crate::fixture::Workspace, name: &str, display: &str) -> ServerProcess {
+    start_proxy(
+        &ws.coder,
+        &ws._server.url,
+        name,
+        display,
+        free_port(),
+        &[("CODER_PROXY_DERP_ONLY", "true")],
+    )
+}
+
 /// The latencies `coder ping` printed for pongs through `relay`, in milliseconds.
 fn pongs_via(stdout: &str, relay: &str) -> Vec<f64> {
     let via = format!("proxied via DERP({relay}) in ");
@@ -1016,15 +1019,7 @@ async fn relayed_sessions_ride_the_nearer_relay() {
         "through the far relay a round trip crosses the 80 ms link four times: {far_pongs:?}"
     );
 
-    let primary = ws._server.url.clone();
-    let near = start_proxy(
-        &ws.coder,
-        &primary,
-        "sydney",
-        "Sydney",
-        free_port(),
-        &[("CODER_PROXY_DERP_ONLY", "true")],
-    );
+    let near = derp_only_proxy(&ws, "sydney", "Sydney");
     let stdout = eventually(
         Duration::from_secs(90),
         "pings through the nearer relay",
