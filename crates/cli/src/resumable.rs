@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tunnel::proto::{self, OpenError, StreamRequest};
 use tunnel::resume::{Outcome, Resumable};
 
@@ -174,19 +175,21 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for EndSignal<W> {
 }
 
 /// Reads what a thread sends over a channel (stdin, read on its own thread so a blocked read
-/// never keeps the process from exiting).
+/// never keeps the process from exiting); ends early once `leave` is cancelled.
 pub(crate) struct ChannelReader {
     receiver: mpsc::Receiver<Vec<u8>>,
     pending: Vec<u8>,
     offset: usize,
+    leave: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl ChannelReader {
-    pub(crate) fn new(receiver: mpsc::Receiver<Vec<u8>>) -> Self {
+    pub(crate) fn new(receiver: mpsc::Receiver<Vec<u8>>, leave: CancellationToken) -> Self {
         Self {
             receiver,
             pending: Vec::new(),
             offset: 0,
+            leave: Box::pin(leave.cancelled_owned()),
         }
     }
 }
@@ -197,6 +200,9 @@ impl AsyncRead for ChannelReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if self.leave.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
         if self.offset == self.pending.len() {
             match self.receiver.poll_recv(cx) {
                 Poll::Ready(Some(data)) => {

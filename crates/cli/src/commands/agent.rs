@@ -47,6 +47,24 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode> {
     let url = session::parse_deployment_url(&args.url).context("reading CODER_AGENT_URL")?;
     let client =
         Client::new(url, session::http_client()?).with_session_token(Secret::new(args.token));
+    // Handlers before anything starts: a caught signal is reset to its default in the processes
+    // the agent starts, while an ignored one stays ignored there. Agents are often started with
+    // `nohup` or as background jobs (SIGHUP, SIGINT, SIGQUIT ignored), and sessions' commands
+    // must still end on the SIGHUP a closed session sends, and on Ctrl-C.
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    let mut quit = signal(SignalKind::quit()).context("handling SIGQUIT")?;
+    tokio::spawn(async move {
+        // The agent itself carries on, as nohup meant.
+        loop {
+            tokio::select! {
+                Some(()) = hangup.recv() => {}
+                Some(()) = quit.recv() => {}
+                else => break,
+            }
+        }
+    });
     let shutdown = CancellationToken::new();
     let mut running = tokio::spawn(agent::run(
         agent::Config {
@@ -55,8 +73,6 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode> {
         client,
         shutdown.clone(),
     ));
-    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}

@@ -55,7 +55,21 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
         options: global.dial_options(),
     };
     if args.stdio {
-        let input = ChannelReader::new(stdin_reader());
+        // OpenSSH's Ctrl-C reaches this ProxyCommand too: end the session rather than leave it
+        // waiting on the agent for a resume that will not come.
+        let leave = tokio_util::sync::CancellationToken::new();
+        let input = ChannelReader::new(stdin_reader(), leave.clone());
+        let mut interrupted = signal(SignalKind::interrupt()).context("watching for Ctrl-C")?;
+        let mut terminated = signal(SignalKind::terminate()).context("watching for SIGTERM")?;
+        let mut hung_up = signal(SignalKind::hangup()).context("watching for SIGHUP")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupted.recv() => {}
+                _ = terminated.recv() => {}
+                _ = hung_up.recv() => {}
+            }
+            leave.cancel();
+        });
         // Straight to the file descriptor: std's stdout holds binary data back until a newline.
         let output = std::io::stdout()
             .as_fd()
@@ -120,6 +134,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
 
     let mut input = stdin_reader();
     let mut resized = signal(SignalKind::window_change()).context("watching the window size")?;
+    // Leaving ends the session for the agent too (it would otherwise keep the command running,
+    // waiting for this client to resume): Ctrl-C when there is no PTY to pass it to, the
+    // terminal closing, or a kill.
+    let mut interrupted = signal(SignalKind::interrupt()).context("watching for Ctrl-C")?;
+    let mut terminated = signal(SignalKind::terminate()).context("watching for SIGTERM")?;
+    let mut hung_up = signal(SignalKind::hangup()).context("watching for SIGHUP")?;
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let mut input_open = true;
@@ -137,6 +157,18 @@ pub(crate) async fn run(global: &GlobalArgs, args: SshArgs) -> Result<ExitCode> 
                 let (cols, rows) = window_size();
                 channel.window_change(cols, rows, 0, 0).await?;
             },
+            _ = interrupted.recv() => {
+                code = Some(128 + 2);
+                break;
+            }
+            _ = terminated.recv() => {
+                code = Some(128 + 15);
+                break;
+            }
+            _ = hung_up.recv() => {
+                code = Some(128 + 1);
+                break;
+            }
             message = channel.wait() => match message {
                 Some(ChannelMsg::Data { data }) => {
                     stdout.write_all(&data).await?;

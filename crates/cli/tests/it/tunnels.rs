@@ -74,6 +74,52 @@ async fn coder_ssh_runs_commands_and_passes_exit_codes() {
         "{}",
         out.stderr
     );
+    // Ctrl-C without a terminal leaves, and the agent ends the command rather than keep it for
+    // a resume (the pattern's odd number makes it this test's process alone).
+    let mut interrupted = ws
+        .coder
+        .command(&["ssh", "dev", "--", "echo started; exec sleep 613.25"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(interrupted.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "started\n");
+    let remote = || {
+        Command::new("pgrep")
+            .args(["-f", "sleep 613.25"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(remote(), "the command runs in the workspace");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(interrupted.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = interrupted.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while remote() {
+        let running = Command::new("pgrep")
+            .args(["-af", "613.25"])
+            .output()
+            .unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the remote command outlived its session: {}\n{}",
+            String::from_utf8_lossy(&running.stdout),
+            std::fs::read_to_string(ws.dir.join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // A session open while the workspace stops ends at once with the reason (it does not wait
     // for a tunnel that cannot come back).
     let mut open = ws
