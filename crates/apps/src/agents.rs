@@ -196,19 +196,6 @@ impl AgentConnector {
         let address = tunnel::address::from_wire(&address)
             .map_err(|err| AgentConnError::Connect(err.to_string()))?;
         lookup.set_endpoint_info(address.clone());
-        // Address changes (a new relay, new public ports) reach the live tunnel.
-        let follow = tokio::spawn({
-            let lookup = lookup.clone();
-            let mut addresses = addresses.clone();
-            async move {
-                while addresses.changed().await.is_ok() {
-                    let current = addresses.borrow_and_update().clone();
-                    if let Some(Ok(address)) = current.map(|a| tunnel::address::from_wire(&a)) {
-                        lookup.set_endpoint_info(address);
-                    }
-                }
-            }
-        });
         let connection = tokio::time::timeout(
             CONNECT_TIMEOUT,
             endpoint.connect(address, proto::AGENT_ALPN),
@@ -216,6 +203,26 @@ impl AgentConnector {
         .await
         .map_err(|_| AgentConnError::Connect("timed out".into()))?
         .map_err(|err| AgentConnError::Connect(err.to_string()))?;
+        // Address changes (a new relay, new public ports) reach the live tunnel; one the agent's
+        // move stranded on its old relay is closed, so the next request dials afresh.
+        let follow = tokio::spawn({
+            let lookup = lookup.clone();
+            let mut addresses = addresses.clone();
+            let connection = connection.clone();
+            async move {
+                while addresses.changed().await.is_ok() {
+                    let current = addresses.borrow_and_update().clone();
+                    if let Some(Ok(address)) = current.map(|a| tunnel::address::from_wire(&a)) {
+                        lookup.set_endpoint_info(address.clone());
+                        if tunnel::rides_abandoned_relay(&connection, &address) {
+                            tracing::info!(%agent_id, "the agent left the relay the tunnel goes through; dialling again on the next request");
+                            connection.close(0u32.into(), b"the agent moved to another relay");
+                            return;
+                        }
+                    }
+                }
+            }
+        });
         let cached = Arc::new(Cached {
             connection,
             _guard: following.guard,

@@ -385,17 +385,9 @@ impl AgentTunnel {
     pub(crate) async fn stranded(&self) {
         let mut addresses = self.agent_address.clone();
         loop {
-            let path = tunnel::path(&self.connection);
-            let left = match &path {
-                tunnel::Path::Relay(url) => {
-                    let agent = addresses.borrow_and_update();
-                    let mut relays = agent.relay_urls().peekable();
-                    relays.peek().is_some() && relays.all(|relay| relay != url)
-                }
-                _ => false,
-            };
-            if left {
-                tracing::info!(?path, "the agent left the relay this tunnel goes through");
+            let agent = addresses.borrow_and_update().clone();
+            if tunnel::rides_abandoned_relay(&self.connection, &agent) {
+                tracing::info!("the agent left the relay this tunnel goes through");
                 return;
             }
             tokio::select! {

@@ -228,6 +228,18 @@ pub enum Path {
     Unknown,
 }
 
+/// Whether `connection` goes through a relay that `peer` (its latest address) no longer homes
+/// on. iroh keeps an established connection on its selected path, so such a connection carries
+/// nothing until it times out: callers dial again instead (a new connection, once the stranded
+/// one is closed, starts from the peer's new address).
+pub fn rides_abandoned_relay(connection: &Connection, peer: &EndpointAddr) -> bool {
+    let Path::Relay(url) = path(connection) else {
+        return false;
+    };
+    let mut relays = peer.relay_urls().peekable();
+    relays.peek().is_some() && relays.all(|relay| relay != &url)
+}
+
 /// The connection's selected path.
 pub fn path(connection: &Connection) -> Path {
     let paths = connection.paths();

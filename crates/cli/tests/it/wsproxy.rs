@@ -1041,9 +1041,53 @@ async fn relayed_sessions_ride_the_nearer_relay() {
     let ran = relayed(&["ssh", "dev", "--", "echo", "via-sydney"]).success();
     assert_eq!(ran.stdout.trim(), "via-sydney");
 
-    // The nearer proxy dies: an established session moves back to the far relay by itself.
+    // The server reaches the agent too (apps, the terminal, listening ports), through the
+    // agent's relay.
+    let token = ws.token();
+    let agent_id = api(&ws, token.trim())
+        .workspace_by_owner_and_name("me", "dev")
+        .await
+        .unwrap()
+        .latest_build
+        .agents[0]
+        .id;
+    let ports_url = ws
+        ._server
+        .url
+        .join(&format!(
+            "/api/v2/workspaceagents/{agent_id}/listening-ports"
+        ))
+        .unwrap();
+    let server_reaches_agent = || async {
+        reqwest::Client::new()
+            .get(ports_url.clone())
+            .header("Coder-Session-Token", token.trim())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the server to reach the agent",
+        || async { server_reaches_agent().await.then_some(()) },
+    )
+    .await;
+
+    // The nearer proxy dies: an established session moves back to the far relay by itself,
+    // and the server's own tunnel to the agent follows.
     let held = HeldSession::start(&ws.coder);
     let (_, _) = near.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let killed = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the server to reach the agent again",
+        || async { server_reaches_agent().await.then_some(()) },
+    )
+    .await;
+    let reached = killed.elapsed();
+    println!("the server reached the agent again {reached:?} after the proxy died");
+    assert!(reached < Duration::from_secs(15), "{reached:?}");
     held.carried_on();
     let ping = relayed(&["ping", "dev", "-n", "1"]).success();
     assert_eq!(pongs_via(&ping.stdout, "Far").len(), 1, "{}", ping.stdout);
