@@ -64,10 +64,15 @@ where
         let (send, recv, reply) = match proto::open_with_reply(&current.connection, &request).await
         {
             Ok(opened) => opened,
-            Err(OpenError::Broken(why)) => {
+            Err(OpenError::Broken(why)) if resume => {
                 tracing::info!(%why, "opening the SSH stream failed; dialling again");
                 current.close().await;
                 continue;
+            }
+            // A tunnel that just opened and cannot carry a session is not a passing break.
+            Err(OpenError::Broken(why)) => {
+                current.close().await;
+                bail!("starting the SSH session failed: {why}");
             }
             // The agent finished the session already; all it sent had arrived.
             Err(OpenError::Refused(_)) if resume && resumable.progress().fin => {
