@@ -166,12 +166,9 @@ pub(crate) async fn serve(
     tracing::info!(endpoint_id = %endpoint.id(), "tunnel endpoint ready");
     let (authorized, allowed) = watch::channel(HashSet::new());
     let environment = Environment::new(&manifest);
-    // One host key for every session of this agent.
-    let ssh = SshServer::new(environment.clone());
     let services = Arc::new(Services {
-        terminals: Terminals::new(Arc::new(environment)),
-        ssh_sessions: Arc::new(SshSessions::new(ssh.clone())),
-        ssh,
+        terminals: Terminals::new(Arc::new(environment.clone())),
+        ssh_sessions: Arc::new(SshSessions::new(SshServer::new(environment))),
     });
     let initial: Vec<tunnel::RelayUrl> = tunnel::relay_map::relays(&manifest.derp_map)
         .into_iter()
@@ -337,7 +334,6 @@ async fn is_authorized(
 }
 
 struct Services {
-    ssh: SshServer,
     ssh_sessions: Arc<SshSessions>,
     terminals: Terminals,
 }
@@ -360,10 +356,6 @@ async fn serve_stream(
 ) -> anyhow::Result<()> {
     let request: StreamRequest = proto::read_header(&mut recv).await?;
     match request {
-        StreamRequest::Ssh => {
-            proto::write_header(&mut send, &StreamReply::default()).await?;
-            services.ssh.serve(tokio::io::join(recv, send)).await?;
-        }
         StreamRequest::SshSession {
             id,
             resume,

@@ -17,8 +17,6 @@ const MAX_HEADER: u32 = 16 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "service", rename_all = "snake_case")]
 pub enum StreamRequest {
-    /// The agent's SSH server; the stream carries the SSH protocol.
-    Ssh,
     /// The agent's SSH server over a resumable stream ([`crate::resume`] frames): session `id`
     /// starts, or, with `resume`, picks up where a broken tunnel left it.
     SshSession {
