@@ -135,14 +135,16 @@ impl SshSessions {
             return Ok(());
         }
         let progress = carried.resumable.progress();
-        proto::write_header(
-            &mut send,
-            &StreamReply {
-                error: None,
-                progress: Some(progress),
-            },
-        )
-        .await?;
+        let reply = StreamReply {
+            error: None,
+            progress: Some(progress),
+        };
+        if let Err(err) = proto::write_header(&mut send, &reply).await {
+            // Broken before it started: the session waits for its client like any other.
+            drop(carried);
+            self.expire_later(id, generation);
+            return Err(err.into());
+        }
         let taken_over = async {
             loop {
                 let notified = slot.taken_over.notified();
@@ -173,14 +175,19 @@ impl SshSessions {
             Outcome::Broken(_) if done => self.end(id, generation),
             Outcome::Broken(why) => {
                 tracing::info!(session = %id, %why, "an SSH session lost its tunnel; keeping it for its client");
-                let sessions = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(KEEP).await;
-                    sessions.end(id, generation);
-                });
+                self.expire_later(id, generation);
             }
         }
         Ok(())
+    }
+
+    /// Ends session `id` after [`KEEP`] unless a newer stream attaches meanwhile.
+    fn expire_later(self: &Arc<Self>, id: Uuid, generation: u64) {
+        let sessions = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(KEEP).await;
+            sessions.end(id, generation);
+        });
     }
 
     /// Forgets session `id` unless a newer stream attached since `generation` (dropping the
