@@ -109,13 +109,7 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
     )
     .await;
     // The agent lists the ports its workspace listens on, named after their processes.
-    let agent_id = api(&ws, token)
-        .workspace_by_owner_and_name("me", "dev")
-        .await
-        .unwrap()
-        .latest_build
-        .agents[0]
-        .id;
+    let agent_id = ws.agent_id().await;
     let ports: sdk::ListeningPortsResponse = get(
         &format!("/api/v2/workspaceagents/{agent_id}/listening-ports"),
         Some(token),

@@ -163,6 +163,17 @@ impl Workspace {
             .trim()
             .to_owned()
     }
+
+    /// The id of `dev`'s agent.
+    pub(crate) async fn agent_id(&self) -> uuid::Uuid {
+        api(self, &self.token())
+            .workspace_by_owner_and_name("me", "dev")
+            .await
+            .unwrap()
+            .latest_build
+            .agents[0]
+            .id
+    }
 }
 
 /// The whole `Set-Cookie` value setting the signed app token (attributes included).

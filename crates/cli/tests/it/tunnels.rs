@@ -76,19 +76,7 @@ async fn coder_ssh_runs_commands_and_passes_exit_codes() {
     );
     // Ctrl-C without a terminal leaves, and the agent ends the command rather than keep it for
     // a resume (the pattern's odd number makes it this test's process alone).
-    let mut interrupted = ws
-        .coder
-        .command(&["ssh", "dev", "--", "echo started; exec sleep 613.25"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(interrupted.stdout.as_mut().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    assert_eq!(first, "started\n");
+    let mut interrupted = started(&ws, "exec sleep 613.25");
     let remote = || {
         Command::new("pgrep")
             .args(["-f", "sleep 613.25"])
@@ -122,20 +110,7 @@ async fn coder_ssh_runs_commands_and_passes_exit_codes() {
 
     // A session open while the workspace stops ends at once with the reason (it does not wait
     // for a tunnel that cannot come back).
-    let mut open = ws
-        .coder
-        .command(&["ssh", "dev", "--", "echo started; sleep 600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(open.stdout.as_mut().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    assert_eq!(first, "started\n");
+    let mut open = started(&ws, "sleep 600");
     ws.coder.run(&["stop", "dev", "--yes"]).success();
     let stopped = std::time::Instant::now();
     let status = loop {
@@ -162,6 +137,25 @@ async fn coder_ssh_runs_commands_and_passes_exit_codes() {
         out.stderr,
         "error: workspace \"dev\" is stopped, not running\nhint: start it with 'coder start dev'\n"
     );
+}
+
+/// `coder ssh dev -- COMMAND`, once the session has printed that it started.
+fn started(ws: &Workspace, command: &str) -> std::process::Child {
+    let mut child = ws
+        .coder
+        .command(&["ssh", "dev", "--", &format!("echo started; {command}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "started\n");
+    child
 }
 
 fn openssh(config: &Path, args: &[&str]) -> std::process::Output {

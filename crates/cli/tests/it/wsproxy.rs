@@ -507,13 +507,7 @@ async fn a_proxy_registers_serves_apps_and_the_terminal_and_relays() {
     assert_eq!(signed_in.status(), 200);
 
     // The web terminal from the proxy's region.
-    let agent_id = admin
-        .workspace_by_owner_and_name("me", "dev")
-        .await
-        .unwrap()
-        .latest_build
-        .agents[0]
-        .id;
+    let agent_id = ws.agent_id().await;
     let mut request = format!(
         "ws://127.0.0.1:{proxy_port}/api/v2/workspaceagents/{agent_id}/pty?reconnect={}&width=80&height=24",
         uuid::Uuid::new_v4()
@@ -1044,13 +1038,7 @@ async fn relayed_sessions_ride_the_nearer_relay() {
     // The server reaches the agent too (apps, the terminal, listening ports), through the
     // agent's relay.
     let token = ws.token();
-    let agent_id = api(&ws, token.trim())
-        .workspace_by_owner_and_name("me", "dev")
-        .await
-        .unwrap()
-        .latest_build
-        .agents[0]
-        .id;
+    let agent_id = ws.agent_id().await;
     let ports_url = ws
         ._server
         .url
