@@ -51,7 +51,44 @@ pub struct Following {
     pub guard: Box<dyn Send + Sync>,
 }
 
-type Slot = Arc<Mutex<Option<Arc<Cached>>>>;
+type Slot = Arc<AgentSlot>;
+
+/// One agent's tunnel. Requests read the live tunnel without waiting on each other; only
+/// dialling is serialized, so one dial serves every request that arrives meanwhile.
+#[derive(Default)]
+struct AgentSlot {
+    live: std::sync::Mutex<Option<Arc<Cached>>>,
+    dialling: Mutex<()>,
+}
+
+impl AgentSlot {
+    fn live(&self) -> Option<Arc<Cached>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|cached| cached.connection.close_reason().is_none())
+            .cloned()
+    }
+
+    fn set(&self, cached: Option<Arc<Cached>>) {
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cached;
+    }
+
+    /// Forgets `broken`, unless another request already replaced it.
+    fn forget(&self, broken: &Arc<Cached>) {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live.as_ref().is_some_and(|cached| Arc::ptr_eq(cached, broken)) {
+            *live = None;
+        }
+    }
+}
 
 struct Cached {
     connection: Connection,
@@ -77,8 +114,8 @@ struct Inner {
     direct: bool,
     secret_key: SecretKey,
     endpoint: tokio::sync::OnceCell<(Endpoint, MemoryLookup)>,
-    /// One slot per agent, locked only while that agent is being dialled: an offline agent
-    /// keeps its own requests waiting, never another agent's.
+    /// One slot per agent, dialled under its own lock: an offline agent keeps its own
+    /// requests waiting, never another agent's.
     connections: std::sync::Mutex<HashMap<Uuid, Slot>>,
 }
 
@@ -129,7 +166,7 @@ impl AgentConnector {
                 Ok(streams) => return Ok(streams),
                 Err(proto::OpenError::Broken(reason)) if attempt == 0 => {
                     tracing::debug!(%agent_id, %reason, "the cached tunnel broke; dialling again");
-                    *self.slot(agent_id).lock().await = None;
+                    self.slot(agent_id).forget(&cached);
                 }
                 Err(proto::OpenError::Broken(reason)) => {
                     return Err(AgentConnError::Stream(reason));
@@ -143,15 +180,9 @@ impl AgentConnector {
     }
 
     /// Whether a live tunnel to the agent is open (so a request to it will not wait to dial).
-    pub async fn is_connected(&self, agent_id: Uuid) -> bool {
-        let slot = self.slot(agent_id);
-        // A slot being dialled is not connected yet; don't wait for it.
-        let Ok(cached) = slot.try_lock() else {
-            return false;
-        };
-        cached
-            .as_ref()
-            .is_some_and(|cached| cached.connection.close_reason().is_none())
+    pub fn is_connected(&self, agent_id: Uuid) -> bool {
+        // Never waits: a tunnel still being dialled is not connected yet.
+        self.slot(agent_id).live().is_some()
     }
 
     fn slot(&self, agent_id: Uuid) -> Slot {
@@ -166,11 +197,13 @@ impl AgentConnector {
 
     async fn connection(&self, agent_id: Uuid) -> Result<Arc<Cached>, AgentConnError> {
         let slot = self.slot(agent_id);
-        let mut cached_slot = slot.lock().await;
-        if let Some(cached) = cached_slot.as_ref()
-            && cached.connection.close_reason().is_none()
-        {
-            return Ok(cached.clone());
+        if let Some(cached) = slot.live() {
+            return Ok(cached);
+        }
+        let _dialling = slot.dialling.lock().await;
+        // Whoever held the lock before may have dialled it already.
+        if let Some(cached) = slot.live() {
+            return Ok(cached);
         }
         let (endpoint, lookup) = self.endpoint().await?;
         let following = self
@@ -228,7 +261,7 @@ impl AgentConnector {
             _guard: following.guard,
             follow,
         });
-        *cached_slot = Some(cached.clone());
+        slot.set(Some(cached.clone()));
         Ok(cached)
     }
 }

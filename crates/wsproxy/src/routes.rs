@@ -331,7 +331,7 @@ async fn serve_app(
         .and_then(|token| registered.signer.verify(token, Kind::Signed, scope, now))
         .and_then(|claims| claims.upstream);
     if let Some(upstream) = cached
-        && registered.agents.is_connected(upstream.agent_id).await
+        && registered.agents.is_connected(upstream.agent_id)
     {
         return forward(state, &upstream, path, request).await;
     }

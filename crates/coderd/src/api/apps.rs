@@ -220,10 +220,10 @@ async fn proxy_path_app(
     // Read before awaiting: a request is not `Sync`, so no reference to it may cross an await.
     let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
     let grant = header_grant(&request, &scope);
-    if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &scope).await {
+    if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &scope) {
         return Ok(forward(&state, &upstream, &path, request).await?);
     }
-    if let Some(upstream) = granted_upstream(&state, grant.as_ref()).await {
+    if let Some(upstream) = granted_upstream(&state, grant.as_ref()) {
         return Ok(forward(&state, &upstream, &path, request).await?);
     }
     let browser = wants_html(&request);
@@ -264,7 +264,7 @@ fn access_host(state: &AppState) -> String {
 
 /// The upstream named by the request's signed app token, if it has one for `scope` and the
 /// server's tunnel to that agent is up (else the request takes the long way, which re-dials).
-async fn signed_upstream(state: &AppState, token: Option<&str>, scope: &str) -> Option<Upstream> {
+fn signed_upstream(state: &AppState, token: Option<&str>, scope: &str) -> Option<Upstream> {
     let token = token?;
     let now = chrono::Utc::now().timestamp();
     let upstream = state
@@ -274,7 +274,6 @@ async fn signed_upstream(state: &AppState, token: Option<&str>, scope: &str) -> 
     state
         .agent_conn
         .is_connected(upstream.agent_id)
-        .await
         .then_some(upstream)
 }
 
@@ -300,7 +299,7 @@ fn header_grant(request: &Request, scope: &str) -> Option<crate::app_grants::Gra
 }
 
 /// The upstream remembered for this session header and app, while its agent's tunnel is up.
-async fn granted_upstream(
+fn granted_upstream(
     state: &AppState,
     grant: Option<&crate::app_grants::GrantKey>,
 ) -> Option<Upstream> {
@@ -310,7 +309,6 @@ async fn granted_upstream(
     state
         .agent_conn
         .is_connected(upstream.agent_id)
-        .await
         .then_some(upstream)
 }
 
@@ -397,12 +395,12 @@ pub(crate) async fn subdomains(
     let path = request.uri().path().to_owned();
     let signed = cookie(&request, app_tokens::SIGNED_COOKIE);
     let grant = header_grant(&request, &host);
-    if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &host).await {
+    if let Some(upstream) = signed_upstream(&state, signed.as_deref(), &host) {
         return forward(&state, &upstream, &path, request)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    if let Some(upstream) = granted_upstream(&state, grant.as_ref()).await {
+    if let Some(upstream) = granted_upstream(&state, grant.as_ref()) {
         return forward(&state, &upstream, &path, request)
             .await
             .unwrap_or_else(IntoResponse::into_response);
