@@ -84,7 +84,10 @@ impl AgentSlot {
             .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if live.as_ref().is_some_and(|cached| Arc::ptr_eq(cached, broken)) {
+        if live
+            .as_ref()
+            .is_some_and(|cached| Arc::ptr_eq(cached, broken))
+        {
             *live = None;
         }
     }

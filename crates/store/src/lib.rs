@@ -89,25 +89,36 @@ impl Store {
     /// Creates an empty database `name` on the server at `admin_url` and returns its URL
     /// (test harnesses give each test its own database this way).
     pub async fn create_database(admin_url: &str, name: &str) -> Result<String, Error> {
-        use sqlx::{ConnectOptions, Connection};
-        if !name
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
-        {
-            return Err(Error::Query(sqlx::Error::Protocol(format!(
-                "invalid database name {name:?}"
-            ))));
-        }
-        let options = PgConnectOptions::from_str(admin_url).map_err(Error::InvalidUrl)?;
-        let mut connection = sqlx::PgConnection::connect_with(&options)
-            .await
-            .map_err(Error::Connect)?;
-        // The name is checked above; identifiers cannot be bound as parameters.
+        use sqlx::ConnectOptions;
+        let (options, mut connection) = admin_connection(admin_url, name).await?;
+        // `admin_connection` checked the name; identifiers cannot be bound as parameters.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut connection)
             .await?;
-        let _ = connection.close().await;
+        let _ = sqlx::Connection::close(connection).await;
         Ok(options.database(name).to_url_lossy().to_string())
+    }
+
+    /// Opens or closes the database `name` to connections, ending its current ones when
+    /// closing: what a server sees when its database goes away (tests of what must keep
+    /// working without it).
+    pub async fn set_database_open(admin_url: &str, name: &str, open: bool) -> Result<(), Error> {
+        let (_, mut connection) = admin_connection(admin_url, name).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {open}"
+        )))
+        .execute(&mut connection)
+        .await?;
+        if !open {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(name)
+            .execute(&mut connection)
+            .await?;
+        }
+        let _ = sqlx::Connection::close(connection).await;
+        Ok(())
     }
 
     /// The key app tokens are signed with, made by the first server that asks (racing servers
@@ -135,4 +146,26 @@ impl Store {
                 .await?;
         Ok(id)
     }
+}
+
+/// A connection to the server at `admin_url` for statements about the database `name`, whose
+/// name must be a plain identifier (it is spliced into SQL: identifiers cannot be parameters).
+async fn admin_connection(
+    admin_url: &str,
+    name: &str,
+) -> Result<(PgConnectOptions, sqlx::PgConnection), Error> {
+    use sqlx::Connection;
+    if !name
+        .bytes()
+        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+    {
+        return Err(Error::Query(sqlx::Error::Protocol(format!(
+            "invalid database name {name:?}"
+        ))));
+    }
+    let options = PgConnectOptions::from_str(admin_url).map_err(Error::InvalidUrl)?;
+    let connection = sqlx::PgConnection::connect_with(&options)
+        .await
+        .map_err(Error::Connect)?;
+    Ok((options, connection))
 }

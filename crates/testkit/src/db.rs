@@ -10,6 +10,8 @@ const ADMIN_URL_VARIABLE: &str = "CODER_TEST_POSTGRES_URL";
 pub struct TestDb {
     /// The database's URL.
     pub url: String,
+    admin_url: String,
+    name: String,
 }
 
 impl TestDb {
@@ -27,6 +29,24 @@ impl TestDb {
         let url = store::Store::create_database(&admin_url, &name)
             .await
             .unwrap_or_else(|err| panic!("creating test database {name}: {err:?}"));
-        Self { url }
+        Self {
+            url,
+            admin_url,
+            name,
+        }
+    }
+
+    /// Refuses new connections and ends the open ones, as if the database went away.
+    pub async fn close(&self) {
+        store::Store::set_database_open(&self.admin_url, &self.name, false)
+            .await
+            .unwrap_or_else(|err| panic!("closing test database {}: {err:?}", self.name));
+    }
+
+    /// Accepts connections again after [`TestDb::close`].
+    pub async fn reopen(&self) {
+        store::Store::set_database_open(&self.admin_url, &self.name, true)
+            .await
+            .unwrap_or_else(|err| panic!("reopening test database {}: {err:?}", self.name));
     }
 }

@@ -65,6 +65,37 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
             .header("cookie", cookie)
             .send()
     };
+    // The signed token needs no database: with the server cut off from it, a burst of
+    // concurrent requests (a page load's worth, many times over) all succeed, while a request
+    // that has only the session fails (and is not sent to sign in again).
+    ws.db.close().await;
+    let session_only = with_cookie(
+        "/@admin/dev/apps/files/",
+        format!("coder_session_token={token}"),
+    )
+    .await
+    .unwrap()
+    .status();
+    let burst = futures_util::future::join_all((0..32).map(|_| async {
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            let response = with_cookie("/@admin/dev/apps/files/", signed.clone()).await;
+            statuses.push(response.map_or(0, |response| response.status().as_u16()));
+        }
+        statuses
+    }))
+    .await;
+    ws.db.reopen().await;
+    assert_eq!(
+        session_only, 500,
+        "with its database away the server cannot check a session: an error, not a sign-in"
+    );
+    let failed: Vec<u16> = burst.into_iter().flatten().filter(|s| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 640 requests with a signed token failed without the database: {failed:?}",
+        failed.len()
+    );
     let opened = with_cookie("/@admin/dev/apps/files/big.bin", signed.clone())
         .await
         .unwrap();

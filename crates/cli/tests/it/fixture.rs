@@ -14,6 +14,7 @@ pub(crate) struct Workspace {
     pub(crate) coder: Coder,
     pub(crate) _server: ServerProcess,
     pub(crate) dir: PathBuf,
+    pub(crate) db: TestDb,
 }
 
 impl Drop for Workspace {
@@ -83,6 +84,7 @@ pub(crate) async fn workspace_from(
         coder,
         _server: server,
         dir,
+        db,
     }
 }
 

@@ -52,13 +52,20 @@ async fn proxy_path(
     proxy_path_app(state, user, workspace, slug, path, request).await
 }
 
-/// The requester, when the request carries a valid session; public apps need none.
-async fn requester(state: &AppState, request: Request) -> (Option<CurrentUser>, Request) {
+/// The requester, when the request carries a valid session; public apps need none. A session
+/// that could not be checked (the database is away) is an error, not an anonymous visitor: a
+/// signed-in user must not be sent to log in again.
+async fn requester(
+    state: &AppState,
+    request: Request,
+) -> Result<(Option<CurrentUser>, Request), ApiError> {
     let (mut parts, body) = request.into_parts();
-    let current = CurrentUser::from_request_parts(&mut parts, state)
-        .await
-        .ok();
-    (current, Request::from_parts(parts, body))
+    let current = match CurrentUser::from_request_parts(&mut parts, state).await {
+        Ok(current) => Some(current),
+        Err(err) if err.status().is_server_error() => return Err(err),
+        Err(_) => None,
+    };
+    Ok((current, Request::from_parts(parts, body)))
 }
 
 /// Who asks.
@@ -231,7 +238,7 @@ async fn proxy_path_app(
         .uri()
         .path_and_query()
         .map_or_else(|| format!("{prefix}/"), ToString::to_string);
-    let (current, request) = requester(&state, request).await;
+    let (current, request) = requester(&state, request).await?;
     let (workspace, agent) = split_agent(&workspace);
     let who = current.as_ref().map_or(Who::Anonymous, Who::User);
     match resolve(&state, who, username, workspace, agent, &Target::App(slug)).await {
@@ -405,7 +412,10 @@ pub(crate) async fn subdomains(
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    let (current, request) = requester(&state, request).await;
+    let (current, request) = match requester(&state, request).await {
+        Ok(requested) => requested,
+        Err(err) => return err.into_response(),
+    };
     let now = chrono::Utc::now().timestamp();
     let cookie_user = cookie(&request, app_tokens::APP_COOKIE)
         .and_then(|token| state.app_tokens.verify(&token, Kind::App, &host, now))
