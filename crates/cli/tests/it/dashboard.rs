@@ -16,14 +16,14 @@ use crate::fixture::{STARTUP, free_port, start_proxy, with_startup};
 const EMAIL: &str = "admin@example.com";
 
 fn site_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../site")
+    crate::manifest_dir().join("../../site")
 }
 
 fn screenshots() -> PathBuf {
     // Beside the build, where CI keeps artifacts; one folder per run.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+        .unwrap_or_else(|| crate::manifest_dir().join("../../target"));
     target.join("dashboard-screenshots")
 }
 

@@ -20,6 +20,15 @@ mod wsproxy;
 
 use testkit::Coder;
 
+/// This package's directory, as the test runner states it when the test runs: the path
+/// compiled in goes stale when the same target directory serves a clone elsewhere.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
+
 /// A fresh user of the binary, with its own config directory.
 fn coder() -> Coder {
     Coder::new(env!("CARGO_BIN_EXE_coder"))

@@ -28,8 +28,7 @@ impl Topology {
             "the NAT tests build network namespaces and need root"
         );
         let prefix = format!("cn{}{}", std::process::id() % 100_000, &mode[..1]);
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/nat-topology.sh");
+        let script = crate::manifest_dir().join("tests/it/fixtures/nat-topology.sh");
         let status = Command::new("sh")
             .arg(&script)
             .args(["up", &prefix, mode])

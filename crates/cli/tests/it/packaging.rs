@@ -2,7 +2,7 @@
 //! the Helm chart and the Docker image's layout, as the seeds' install instructions use them.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use testkit::TestDb;
 use crate::coder;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    crate::manifest_dir().join("../..")
 }
 
 fn receive(socket: &UnixDatagram) -> String {

@@ -32,7 +32,7 @@ async fn server_and_owner(extra: &[&str]) -> (ServerProcess, Coder) {
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::manifest_dir()
         .join("tests/it/fixtures")
         .join(name)
         .to_str()

@@ -216,7 +216,7 @@ async fn create_stop_start_restart_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_and_unknown_parameters_are_reported() {
     let setup = setup(&[]).await;
-    let required = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/required");
+    let required = crate::manifest_dir().join("tests/it/fixtures/required");
     setup
         .coder
         .run(&[
@@ -387,7 +387,7 @@ fn processes_with(word: &str) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_cancels_a_running_build() {
     let setup = setup(&[]).await;
-    let slow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/slow");
+    let slow = crate::manifest_dir().join("tests/it/fixtures/slow");
     setup
         .coder
         .run(&[

@@ -252,8 +252,7 @@ async fn a_failed_apply_keeps_the_state_of_what_it_created() {
 
 #[test]
 fn every_example_template_is_formatted() {
-    let examples =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates");
+    let examples = crate::manifest_dir().join("../../examples/templates");
     let mut checked = Vec::new();
     for entry in std::fs::read_dir(&examples).unwrap() {
         let dir = entry.unwrap().path();
@@ -279,8 +278,7 @@ fn every_example_template_is_formatted() {
 
 #[tokio::test]
 async fn the_local_example_template_imports() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates/local");
+    let dir = crate::manifest_dir().join("../../examples/templates/local");
     let work = tempfile::tempdir().unwrap();
     let (result, logs) = run(job(JobKind::Import, crate::tar_dir(&dir)), work.path()).await;
     let outcome = result.unwrap_or_else(|err| panic!("{err}\n{logs:?}"));

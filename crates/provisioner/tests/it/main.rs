@@ -10,11 +10,18 @@ use provisioner::{Job, JobError, JobKind, LogLine, Outcome, WorkspaceFacts};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// This package's directory, as the test runner states it when the test runs: the path
+/// compiled in goes stale when the same target directory serves a clone elsewhere.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
+
 /// A template directory of this test suite, as the tar archive users upload.
 fn template(name: &str) -> Vec<u8> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it/templates")
-        .join(name);
+    let dir = manifest_dir().join("tests/it/templates").join(name);
     tar_dir(&dir)
 }
 

@@ -10,11 +10,7 @@ const ROLES: [&str; 4] = ["coderd", "agent", "wsproxy", "provisioner"];
 const FOUNDATIONS: [&str; 6] = ["sdk", "tunnel", "apps", "httpd", "store", "site"];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_owned()
+    crate::manifest_dir().ancestors().nth(2).unwrap().to_owned()
 }
 
 /// Each workspace crate's normal (non-dev) dependencies on other workspace crates.
