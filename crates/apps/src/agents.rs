@@ -182,6 +182,19 @@ impl AgentConnector {
         Err(AgentConnError::Stream("the tunnel broke twice".into()))
     }
 
+    /// Closes the server's endpoint, if it was ever bound: agents see the tunnels end cleanly
+    /// instead of timing out. For shutdown, after open requests have finished.
+    pub async fn close(&self) {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        if let Some((endpoint, _)) = self.inner.endpoint.get() {
+            endpoint.close().await;
+        }
+    }
+
     /// Whether a live tunnel to the agent is open (so a request to it will not wait to dial).
     pub fn is_connected(&self, agent_id: Uuid) -> bool {
         // Never waits: a tunnel still being dialled is not connected yet.

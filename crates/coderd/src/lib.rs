@@ -100,6 +100,7 @@ pub struct Handle {
     /// The embedded relay, when enabled.
     pub relay: Option<tunnel::relay::EmbeddedRelay>,
     discovery: Option<tunnel::relay::AddressDiscovery>,
+    agent_conn: apps::agents::AgentConnector,
 }
 
 /// How long the whole shutdown may take before tasks are aborted.
@@ -202,6 +203,7 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
         builtin_postgres_dir,
         relay: state.relay.clone(),
         discovery,
+        agent_conn: state.agent_conn.clone(),
     })
 }
 
@@ -213,13 +215,8 @@ impl Handle {
         if let Some(discovery) = self.discovery.take() {
             discovery.shutdown().await;
         }
-        let drained = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            self.tasks.abort_all();
-        }
+        // The server's own tunnels to agents close while the relay they may ride is still up.
+        httpd::serve::drain(&mut self.tasks, SHUTDOWN_TIMEOUT, self.agent_conn.close()).await;
         self.store.close().await;
         if let Some(builtin) = self.builtin.take()
             && let Err(err) = builtin.stop().await

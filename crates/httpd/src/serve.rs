@@ -29,6 +29,34 @@ const MAX_CONNECTIONS: usize = 10_000;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish their requests after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long before the drain period ends [`drain`] runs its last step.
+const BEFORE_CUT: Duration = Duration::from_secs(1);
+
+/// Waits for a role's tasks (its [`serve`] loops among them) to finish after its cancel fired,
+/// aborting them after `limit`. `before_cut` runs once they finished or shortly before the
+/// drain period ends, whichever comes first: while the relay and every connection are still
+/// up, so the role can close its own tunnels cleanly after its requests had their time.
+pub async fn drain(
+    tasks: &mut JoinSet<()>,
+    limit: Duration,
+    before_cut: impl std::future::Future<Output = ()>,
+) {
+    let early = DRAIN_TIMEOUT.saturating_sub(BEFORE_CUT);
+    let mut finished = tokio::time::timeout(early, join_all(tasks)).await.is_ok();
+    before_cut.await;
+    if !finished {
+        finished = tokio::time::timeout(limit.saturating_sub(early), join_all(tasks))
+            .await
+            .is_ok();
+    }
+    if !finished {
+        tasks.abort_all();
+    }
+}
+
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
 
 /// The relay service's failure, as a concrete type: a boxed trait object here trips rustc's
 /// inference of the spawned connection future's `Send` bound.

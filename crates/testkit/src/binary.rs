@@ -230,7 +230,12 @@ impl ServerProcess {
     /// Sends `signal` and waits up to 60 s for the exit code; returns it and the rest of what
     /// the server printed.
     pub fn stop_with(mut self, signal: Signal) -> (Option<i32>, String) {
-        let mut child = self.child.take().unwrap();
+        self.stop(signal)
+    }
+
+    /// [`ServerProcess::stop_with`] for a server owned by a fixture that outlives it.
+    pub fn stop(&mut self, signal: Signal) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("the server was already stopped");
         let _ = kill(Pid::from_raw(child.id() as i32), signal);
         let mut rest = String::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -246,15 +246,15 @@ impl Handle {
     pub async fn shutdown(mut self) {
         primary::deregister(&self.state).await;
         self.cancel.cancel();
-        if let Some(relay) = &self.relay {
-            relay.shutdown().await;
-        }
-        let drained = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            self.tasks.abort_all();
-        }
+        // The proxy's tunnels to agents close first, while the relay they may ride is up.
+        let before_cut = async {
+            if let Some(registered) = self.state.registered.get() {
+                registered.agents.close().await;
+            }
+            if let Some(relay) = &self.relay {
+                relay.shutdown().await;
+            }
+        };
+        httpd::serve::drain(&mut self.tasks, SHUTDOWN_TIMEOUT, before_cut).await;
     }
 }

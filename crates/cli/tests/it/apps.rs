@@ -15,7 +15,7 @@ use crate::fixture::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
     let port = free_port();
-    let ws = workspace_from(coder(), &["--wildcard-access-url", "*.apps.test"], |template| {
+    let mut ws = workspace_from(coder(), &["--wildcard-access-url", "*.apps.test"], |template| {
         with_startup(template, &format!(
                 "    startup_script = \"setsid nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &\"\n    apps = [{{ slug = \"files\", display_name = \"Files\", url = \"http://localhost:{port}\", healthcheck = {{ url = \"http://localhost:{port}/\", interval = 1, threshold = 2 }} }}, {{ slug = \"shared\", url = \"http://localhost:{port}\", share = \"authenticated\" }}, {{ slug = \"open\", url = \"http://localhost:{port}\", share = \"public\" }}]"
             ))
@@ -432,6 +432,19 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
     assert_eq!(
         get("/@admin/dev/apps/nope/", None).await.unwrap().status(),
         401
+    );
+
+    // A server that proxied apps stops cleanly: its tunnels to agents are closed, not dropped.
+    let (code, rest) = ws._server.stop(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(rest.trim_end().ends_with("Stopped."), "{rest}");
+    let stopping = rest
+        .split_once("gracefully exiting")
+        .map_or(rest.as_str(), |(_, stopping)| stopping);
+    // (iroh itself logs "relay_recv_channel closed" as an error when any endpoint closes.)
+    assert!(
+        !stopping.contains("Endpoint dropped without calling"),
+        "the server's endpoint was dropped, not closed:\n{stopping}"
     );
 }
 
