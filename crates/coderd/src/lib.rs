@@ -138,7 +138,7 @@ pub async fn spawn(config: Config, listeners: Listeners) -> Result<Handle, Start
         }
     };
     let builtin_postgres_dir = builtin.as_ref().map(|builtin| builtin.dir().to_owned());
-    let cancel = CancellationToken::new();
+    let cancel = state.shutdown.clone();
     let mut tasks = JoinSet::new();
     let router = app(state.clone());
     tasks.spawn(jobs::listen(
@@ -216,7 +216,13 @@ impl Handle {
             discovery.shutdown().await;
         }
         // The server's own tunnels to agents close while the relay they may ride is still up.
-        httpd::serve::drain(&mut self.tasks, SHUTDOWN_TIMEOUT, self.agent_conn.close()).await;
+        let before_cut = async {
+            self.agent_conn.close().await;
+            if let Some(relay) = &self.relay {
+                relay.shutdown().await;
+            }
+        };
+        httpd::serve::drain(&mut self.tasks, SHUTDOWN_TIMEOUT, before_cut).await;
         self.store.close().await;
         if let Some(builtin) = self.builtin.take()
             && let Err(err) = builtin.stop().await

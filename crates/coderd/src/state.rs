@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) app_grants: Arc<crate::app_grants::AppGrants>,
     /// The workspace proxies' last health checks.
     pub(crate) proxy_health: crate::proxy_health::ProxyHealth,
+    /// Fires when the server begins to stop: endless responses (event streams) end with it.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             deployment_id: deployment_id.into(),
             job_events: JobEvents::new(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 

@@ -132,9 +132,8 @@ pub async fn serve(
     if drained.is_err() {
         tracing::info!("connections still open after the drain period; closing them");
     }
-    if let Some(relay) = &relay {
-        relay.shutdown().await;
-    }
+    // The relay's connections outlive this loop: the role closes them after its own tunnels
+    // (see `drain`).
     connections.shutdown().await;
 }
 

@@ -434,13 +434,19 @@ async fn apps_are_proxied_on_paths_subdomains_and_port_urls() {
         401
     );
 
-    // A server that proxied apps stops cleanly: its tunnels to agents are closed, not dropped.
+    // A server that proxied apps stops cleanly and at once: its tunnels to agents are closed,
+    // not dropped.
     let (code, rest) = ws._server.stop(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code, Some(0), "{rest}");
     assert!(rest.trim_end().ends_with("Stopped."), "{rest}");
     let stopping = rest
         .split_once("gracefully exiting")
         .map_or(rest.as_str(), |(_, stopping)| stopping);
+    // Its agent's event stream ends with it, rather than holding the drain period.
+    assert!(
+        !stopping.contains("still open after the drain period"),
+        "{stopping}"
+    );
     // (iroh itself logs "relay_recv_channel closed" as an error when any endpoint closes.)
     assert!(
         !stopping.contains("Endpoint dropped without calling"),

@@ -422,7 +422,7 @@ async fn agent_coordinate(
             .unwrap_or_default();
         Some((Ok::<_, Infallible>(event), (session, false)))
     });
-    Ok(sse(events))
+    Ok(sse(&state, events))
 }
 
 async fn publish_address(
@@ -496,12 +496,17 @@ fn follow_agent(
             .unwrap_or_default();
         Some((Ok::<_, Infallible>(event), (session, false)))
     });
-    sse(events)
+    sse(state, events)
 }
 
-pub(crate) fn sse(
-    events: impl futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
-) -> impl IntoResponse {
+/// An endless event stream, ended when the server begins to stop (clients reconnect to
+/// whichever server is up) instead of holding the shutdown's drain period.
+pub(crate) fn sse<S>(state: &AppState, events: S) -> impl IntoResponse + use<S>
+where
+    S: futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    use futures_util::StreamExt as _;
+    let events = events.take_until(state.shutdown.clone().cancelled_owned());
     // Nginx buffers responses unless told otherwise; a coordinate stream must flow at once.
     (
         [("x-accel-buffering", "no")],

@@ -382,9 +382,14 @@ pub(crate) async fn job_logs(
         let logs = state.store.job_logs(job_id, query.after).await?;
         return Ok(Json(logs.iter().map(jobs::log_to_sdk).collect::<Vec<_>>()).into_response());
     }
-    Ok(Sse::new(follow(state, job_id, query.after))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    // Ends when the server begins to stop; `coder` follows again from the last line it saw.
+    use futures_util::StreamExt as _;
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    Ok(
+        Sse::new(follow(state, job_id, query.after).take_until(shutdown))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }
 
 /// How long a follower waits for a wake-up before re-reading anyway (covers notifications lost

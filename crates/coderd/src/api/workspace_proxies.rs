@@ -515,7 +515,7 @@ async fn relay_admissions(
             Some((Ok(event), (None, changes, coordinator)))
         },
     );
-    super::agents::sse(events)
+    super::agents::sse(&state, events)
 }
 
 #[cfg(test)]
