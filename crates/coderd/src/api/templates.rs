@@ -382,7 +382,7 @@ pub(crate) async fn job_logs(
         let logs = state.store.job_logs(job_id, query.after).await?;
         return Ok(Json(logs.iter().map(jobs::log_to_sdk).collect::<Vec<_>>()).into_response());
     }
-    // Ends when the server begins to stop; `coder` follows again from the last line it saw.
+    // Ends when the server begins to stop (the connection would be cut a drain period later).
     use futures_util::StreamExt as _;
     let shutdown = state.shutdown.clone().cancelled_owned();
     Ok(
