@@ -84,7 +84,19 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the server (or the proxy in front of it) was away rather than refusing: worth
+    /// asking again shortly.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ClientError::Transport { .. }) || matches!(self.status(), Some(502..=504))
+    }
 }
+
+/// How long [`Client::follow_job_logs`] keeps following a broken log stream again without
+/// reaching the server (a restart takes seconds).
+pub const FOLLOW_AGAIN_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often it tries meanwhile.
+const FOLLOW_AGAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A client of one deployment, optionally authenticated with a session token.
 #[derive(Clone, Debug)]
@@ -538,33 +550,59 @@ impl Client {
     }
 
     /// Follows a job's log (`GET {path}?follow=true`, Server-Sent Events), calling `on_log`
-    /// for each line as it arrives, and returns the finished job.
+    /// for each line as it arrives, and returns the finished job. A stream that breaks (the
+    /// server restarting, say) is followed again from the last line seen, for up to
+    /// [`FOLLOW_AGAIN_FOR`] without a sign of the server.
     pub async fn follow_job_logs(
         &self,
         path: &str,
         mut on_log: impl FnMut(&ProvisionerJobLog),
     ) -> Result<ProvisionerJob, ClientError> {
-        let mut events = self.events(&format!("{path}?follow=true")).await?;
-        while let Some((name, data)) = events.next_raw().await? {
-            match name.as_str() {
-                "log" => {
-                    let lines: Vec<ProvisionerJobLog> = parse_event(&events.url, &data)?;
-                    lines.iter().for_each(&mut on_log);
+        let mut after = None;
+        let mut broken_since = None;
+        loop {
+            let query = match after {
+                Some(id) => format!("{path}?follow=true&after={id}"),
+                None => format!("{path}?follow=true"),
+            };
+            let attempt = async {
+                let mut events = self.events(&query).await?;
+                broken_since = None;
+                while let Some((name, data)) = events.next_raw().await? {
+                    match name.as_str() {
+                        "log" => {
+                            let lines: Vec<ProvisionerJobLog> = parse_event(&events.url, &data)?;
+                            lines.iter().for_each(&mut on_log);
+                            after = lines.last().map(|line| line.id).or(after);
+                        }
+                        "end" => return parse_event(&events.url, &data).map(Some),
+                        "error" => {
+                            return Err(ClientError::Api {
+                                status: 500,
+                                response: Response::message(data),
+                            });
+                        }
+                        _ => {}
+                    }
                 }
-                "end" => return parse_event(&events.url, &data),
-                "error" => {
-                    return Err(ClientError::Api {
-                        status: 500,
-                        response: Response::message(data),
-                    });
-                }
-                _ => {}
+                Ok(None)
             }
+            .await;
+            let broken = match attempt {
+                Ok(Some(job)) => return Ok(job),
+                Ok(None) => ClientError::Api {
+                    status: 502,
+                    response: Response::message("the log stream ended before the job did"),
+                },
+                Err(err) if err.is_unavailable() => err,
+                Err(err) => return Err(err),
+            };
+            let since = *broken_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= FOLLOW_AGAIN_FOR {
+                return Err(broken);
+            }
+            tokio::time::sleep(FOLLOW_AGAIN_EVERY).await;
         }
-        Err(ClientError::Api {
-            status: 502,
-            response: Response::message("the log stream ended before the job did"),
-        })
     }
 
     /// `POST /api/v2/organizations/{org}/templates`.

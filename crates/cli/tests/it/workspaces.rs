@@ -371,6 +371,78 @@ async fn a_queued_build_survives_a_server_restart() {
     assert!(!is_running(pid));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coder_create_follows_its_build_across_a_server_restart() {
+    // A fixed port: the CLI's saved URL stays right across the restarts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let Setup {
+        server,
+        coder,
+        workspaces,
+        agent,
+        db_url,
+    } = setup(&["--http-address", &address]).await;
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "--postgres-url",
+            db_url.as_str(),
+            "--http-address",
+            &address,
+        ];
+        args.extend_from_slice(extra);
+        coder.server(&args)
+    };
+    let (code, _) = server.stop_with(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+    // No provisioner: the build waits in the queue while `coder create` follows its log.
+    let server = serve(&["--provisioner-daemons", "0"]);
+    let create = coder
+        .command(&[
+            "create",
+            "dev",
+            "--template",
+            "local",
+            "-y",
+            &format!("--parameter=workspaces_dir={}", workspaces.display()),
+            &format!("--parameter=agent_binary={agent}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(30), "the build to be queued", || {
+        let listed = coder.run(&["list"]).stdout.contains("dev");
+        async move { listed.then_some(()) }
+    })
+    .await;
+    let (code, _) = server.stop_with(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+
+    // Back with provisioners: the build runs, and the same `coder create` sees it through.
+    let server = serve(&[]);
+    let output = tokio::task::spawn_blocking(move || create.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("==> "),
+        "the build's log reached the CLI: {stderr}"
+    );
+    let dir = workspaces.join("admin/dev");
+    let pid = agent_pid(&dir).unwrap();
+    coder
+        .run(&["delete", "dev", "--yes", "--url", &url(&server.url)])
+        .success();
+    assert!(!is_running(pid));
+}
+
 /// Processes whose command line contains `word`.
 fn processes_with(word: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
