@@ -567,8 +567,10 @@ impl Client {
             };
             let attempt = async {
                 let mut events = self.events(&query).await?;
-                broken_since = None;
                 while let Some((name, data)) = events.next_raw().await? {
+                    // Only a stream that carries something counts as the server being back:
+                    // one that keeps ending at once still runs out of time.
+                    broken_since = None;
                     match name.as_str() {
                         "log" => {
                             let lines: Vec<ProvisionerJobLog> = parse_event(&events.url, &data)?;
