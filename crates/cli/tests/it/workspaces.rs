@@ -92,6 +92,19 @@ async fn agent_env(dir: &Path) -> String {
     .await
 }
 
+/// An address that stays the same across restarts, for tests that restart the server: the
+/// CLI's saved URL and an agent's `CODER_AGENT_URL` stay right.
+fn fixed_address() -> String {
+    format!("127.0.0.1:{}", crate::fixture::free_port())
+}
+
+/// The server again on `db_url` and `address`, with `extra` options.
+fn serve_again(coder: &Coder, db_url: &str, address: &str, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--postgres-url", db_url, "--http-address", address];
+    args.extend_from_slice(extra);
+    coder.server(&args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_stop_start_restart_delete() {
     let setup = setup(&[]).await;
@@ -300,16 +313,7 @@ async fn a_queued_build_survives_a_server_restart() {
     let (code, _) = server.stop_with(Signal::SIGTERM);
     assert_eq!(code, Some(0));
     let token = std::fs::read_to_string(coder.config_dir().join("session")).unwrap();
-    let serve = |extra: &[&str]| {
-        let mut args = vec![
-            "--postgres-url",
-            db_url.as_str(),
-            "--http-address",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(extra);
-        coder.server(&args)
-    };
+    let serve = |extra: &[&str]| serve_again(&coder, &db_url, "127.0.0.1:0", extra);
     let client = |server: &ServerProcess| {
         sdk::client::Client::new(server.url.clone(), reqwest::Client::new())
             .with_session_token(sdk::Secret::new(token.trim()))
@@ -373,13 +377,7 @@ async fn a_queued_build_survives_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coder_create_follows_its_build_across_a_server_restart() {
-    // A fixed port: the CLI's saved URL stays right across the restarts.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = fixed_address();
     let Setup {
         server,
         coder,
@@ -387,16 +385,7 @@ async fn coder_create_follows_its_build_across_a_server_restart() {
         agent,
         db_url,
     } = setup(&["--http-address", &address]).await;
-    let serve = |extra: &[&str]| {
-        let mut args = vec![
-            "--postgres-url",
-            db_url.as_str(),
-            "--http-address",
-            &address,
-        ];
-        args.extend_from_slice(extra);
-        coder.server(&args)
-    };
+    let serve = |extra: &[&str]| serve_again(&coder, &db_url, &address, extra);
     let (code, _) = server.stop_with(Signal::SIGTERM);
     assert_eq!(code, Some(0));
     // No provisioner: the build waits in the queue while `coder create` follows its log.
@@ -607,13 +596,7 @@ async fn the_agent_connects_runs_its_startup_script_and_reports_its_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_comes_back_after_the_server_restarts() {
-    // A fixed port, so the agent's CODER_AGENT_URL stays right across the restart.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = fixed_address();
     let Setup {
         server,
         coder,
@@ -652,7 +635,7 @@ async fn the_agent_comes_back_after_the_server_restarts() {
     let (code, _) = server.stop_with(Signal::SIGTERM);
     assert_eq!(code, Some(0));
 
-    let server = coder.server(&["--postgres-url", &db_url, "--http-address", &address]);
+    let server = serve_again(&coder, &db_url, &address, &[]);
     let before = status(&coder).1;
     // Heartbeats every 10 s, retried through the outage: the agent shows up again by itself.
     eventually(
