@@ -34,6 +34,57 @@ pub enum AgentConnError {
     Refused(String),
     #[error("the tunnel to the workspace agent broke: {0}")]
     Stream(String),
+    #[error("the server's tunnel thread has stopped")]
+    DriverGone,
+}
+
+/// A thread of its own, with a single-threaded runtime, for the endpoint and its connections'
+/// QUIC drivers. Request handlers on the server's multi-threaded runtime write to tunnel
+/// streams and wake a connection's driver; there it runs after everything else that is ready,
+/// so replies to many requests leave in one batched UDP send. On the handlers' own runtime it
+/// would run right after each write (tokio runs a task it just woke next) and send one
+/// datagram per request.
+struct Driver {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the connector: ends the thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a single-threaded tokio runtime builds");
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("app-tunnels".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Whatever still runs there (a closing endpoint) is dropped, not awaited.
+                runtime.shutdown_background();
+            })
+            .expect("a thread for the app tunnels starts");
+        Self {
+            handle,
+            _stop: stop,
+        }
+    }
+
+    /// Runs `future` on the tunnel thread, so that what it spawns (QUIC drivers) lives there.
+    async fn run<F>(&self, future: F) -> Result<F::Output, AgentConnError>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle
+            .spawn(future)
+            .await
+            .map_err(|_| AgentConnError::DriverGone)
+    }
 }
 
 /// Where agents are, and who they admit.
@@ -112,6 +163,8 @@ pub struct AgentConnector {
 }
 
 struct Inner {
+    /// The thread the endpoint and its connections run on (see [`Driver`]).
+    driver: Driver,
     addresses: Box<dyn AddressBook>,
     relay_map: sdk::DerpMap,
     direct: bool,
@@ -127,6 +180,7 @@ impl AgentConnector {
     pub fn new(addresses: impl AddressBook, relay_map: sdk::DerpMap, direct: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
+                driver: Driver::start(),
                 addresses: Box::new(addresses),
                 relay_map,
                 direct,
@@ -142,15 +196,15 @@ impl AgentConnector {
             .endpoint
             .get_or_try_init(|| async {
                 let lookup = MemoryLookup::new();
-                let endpoint = tunnel::bind(EndpointOptions {
+                let options = EndpointOptions {
                     secret_key: self.inner.secret_key.clone(),
                     relays: tunnel::relay_map::relays(&self.inner.relay_map),
                     alpns: Vec::new(),
                     direct: self.inner.direct,
                     bind: None,
                     lookup: Some(lookup.clone()),
-                })
-                .await?;
+                };
+                let endpoint = self.inner.driver.run(tunnel::bind(options)).await??;
                 Ok((endpoint, lookup))
             })
             .await
@@ -245,13 +299,20 @@ impl AgentConnector {
         let address = tunnel::address::from_wire(&address)
             .map_err(|err| AgentConnError::Connect(err.to_string()))?;
         lookup.set_endpoint_info(address.clone());
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            endpoint.connect(address, proto::AGENT_ALPN),
-        )
-        .await
-        .map_err(|_| AgentConnError::Connect("timed out".into()))?
-        .map_err(|err| AgentConnError::Connect(err.to_string()))?;
+        let endpoint = endpoint.clone();
+        let connection = self
+            .inner
+            .driver
+            .run(async move {
+                tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    endpoint.connect(address, proto::AGENT_ALPN),
+                )
+                .await
+            })
+            .await?
+            .map_err(|_| AgentConnError::Connect("timed out".into()))?
+            .map_err(|err| AgentConnError::Connect(err.to_string()))?;
         // Address changes (a new relay, new public ports) reach the live tunnel; one the agent's
         // move stranded on its old relay is closed, so the next request dials afresh.
         let follow = tokio::spawn({
