@@ -190,6 +190,20 @@ pub(crate) fn parse(
     Ok(cli)
 }
 
+impl Cli {
+    /// Whether the command serves many users at once (`coder server`, `coder wsproxy server`)
+    /// and so should run on every core.
+    pub(crate) fn serves(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Server(_)
+                | Command::Wsproxy {
+                    command: wsproxy::WsproxyCommand::Server(_)
+                }
+        )
+    }
+}
+
 /// Runs the parsed command.
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
