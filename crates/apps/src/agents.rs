@@ -163,8 +163,6 @@ pub struct AgentConnector {
 }
 
 struct Inner {
-    /// The thread the endpoint and its connections run on (see [`Driver`]).
-    driver: Driver,
     addresses: Box<dyn AddressBook>,
     relay_map: sdk::DerpMap,
     direct: bool,
@@ -173,6 +171,9 @@ struct Inner {
     /// One slot per agent, dialled under its own lock: an offline agent keeps its own
     /// requests waiting, never another agent's.
     connections: std::sync::Mutex<HashMap<Uuid, Slot>>,
+    /// The thread the endpoint and its connections run on (see [`Driver`]). Last, so that it
+    /// is dropped last: the endpoint and connections above go while their runtime still runs.
+    driver: Driver,
 }
 
 impl AgentConnector {
@@ -180,13 +181,13 @@ impl AgentConnector {
     pub fn new(addresses: impl AddressBook, relay_map: sdk::DerpMap, direct: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
-                driver: Driver::start(),
                 addresses: Box::new(addresses),
                 relay_map,
                 direct,
                 secret_key: SecretKey::generate(),
                 endpoint: tokio::sync::OnceCell::new(),
                 connections: std::sync::Mutex::default(),
+                driver: Driver::start(),
             }),
         }
     }
