@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+mod batching;
 pub mod pipe;
 pub mod proto;
 pub mod relay;
@@ -197,7 +198,9 @@ pub async fn bind(options: EndpointOptions) -> Result<Endpoint, BindError> {
         builder = builder.address_lookup(lookup);
     }
     if !options.direct {
-        builder = builder.clear_ip_transports();
+        builder = builder
+            .clear_ip_transports()
+            .add_custom_transport(std::sync::Arc::new(batching::Batching));
     } else if let Some(address) = options.bind {
         builder = builder
             .clear_ip_transports()

@@ -108,6 +108,11 @@ impl Relay {
         &self.url
     }
 
+    /// Counters since the relay started.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats::from(&*self.server.metrics().server)
+    }
+
     /// Stops the relay.
     pub async fn shutdown(self) {
         if let Err(err) = self.server.shutdown().await {
@@ -203,12 +208,26 @@ pub struct RelayStats {
     pub bytes_sent: u64,
     /// Payload bytes received from clients.
     pub bytes_received: u64,
-    /// Packets delivered to clients.
+    /// Datagram frames delivered to clients (a frame carries one packet or a batch).
     pub packets_sent: u64,
-    /// Packets received from clients.
+    /// Datagram frames received from clients.
     pub packets_received: u64,
-    /// Packets dropped (the recipient was not connected or its connection failed).
+    /// Datagram frames dropped (the recipient was not connected or its connection failed).
     pub packets_dropped: u64,
+}
+
+impl From<&Metrics> for RelayStats {
+    fn from(m: &Metrics) -> Self {
+        Self {
+            accepts: m.accepts.get(),
+            disconnects: m.disconnects.get(),
+            bytes_sent: m.bytes_sent.get(),
+            bytes_received: m.bytes_recv.get(),
+            packets_sent: m.send_packets_sent.get(),
+            packets_received: m.send_packets_recv.get(),
+            packets_dropped: m.send_packets_dropped.get(),
+        }
+    }
 }
 
 impl EmbeddedRelay {
@@ -232,16 +251,7 @@ impl EmbeddedRelay {
 
     /// Counters since the relay started.
     pub fn stats(&self) -> RelayStats {
-        let m = &self.metrics;
-        RelayStats {
-            accepts: m.accepts.get(),
-            disconnects: m.disconnects.get(),
-            bytes_sent: m.bytes_sent.get(),
-            bytes_received: m.bytes_recv.get(),
-            packets_sent: m.send_packets_sent.get(),
-            packets_received: m.send_packets_recv.get(),
-            packets_dropped: m.send_packets_dropped.get(),
-        }
+        RelayStats::from(&*self.metrics)
     }
 
     /// Whether a request is for the relay.
