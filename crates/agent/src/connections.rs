@@ -372,8 +372,7 @@ async fn serve_stream(
         StreamRequest::Tcp { port } => match dial_local(port).await {
             Ok(mut tcp) => {
                 proto::write_header(&mut send, &StreamReply::default()).await?;
-                let mut stream = tokio::io::join(recv, send);
-                tunnel::pipe::splice(&mut stream, &mut tcp).await?;
+                tunnel::pipe::splice_tcp(&mut send, &mut recv, &mut tcp).await?;
             }
             Err(err) => refuse(&mut send, format!("connecting to port {port}: {err}")).await?,
         },

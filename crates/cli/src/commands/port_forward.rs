@@ -185,9 +185,8 @@ async fn forward_tcp(listener: TcpListener, remote: u16, tunnels: Tunnels) {
         let tunnel = tunnels.borrow().clone();
         tokio::spawn(async move {
             match tunnel.open(&StreamRequest::Tcp { port: remote }).await {
-                Ok((send, recv)) => {
-                    let mut stream = tokio::io::join(recv, send);
-                    let _ = tunnel::pipe::splice(&mut tcp, &mut stream).await;
+                Ok((mut send, mut recv)) => {
+                    let _ = tunnel::pipe::splice_tcp(&mut send, &mut recv, &mut tcp).await;
                 }
                 Err(err) => output::note(format!("{peer} -> port {remote}: {err:#}")),
             }
