@@ -26,6 +26,17 @@ pub(crate) struct SshServer {
     environment: Arc<process::Environment>,
 }
 
+/// What the server accepts: russh's defaults plus AES-128-GCM, which `coder ssh` prefers on
+/// CPUs with AES instructions (the client's order decides; OpenSSH clients keep their own).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 impl SshServer {
     pub(crate) fn new(environment: process::Environment) -> Self {
         // A fresh host key per agent start: clients trust the tunnel's identity, not this key.
@@ -52,6 +63,10 @@ impl SshServer {
             window_size: 8 * 1024 * 1024,
             maximum_packet_size: 65535,
             nodelay: true,
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Borrowed(CIPHERS),
+                ..russh::Preferred::DEFAULT
+            },
             ..Config::default()
         };
         Self {
