@@ -548,17 +548,17 @@ impl Collector for RelayCollector {
             ),
             (
                 "coder_wsproxy_derp_packets_received",
-                "Packets received from relay clients",
+                "Datagram frames (one packet or a batch) received from relay clients",
                 stats.packets_received,
             ),
             (
                 "coder_wsproxy_derp_packets_sent",
-                "Packets delivered to relay clients",
+                "Datagram frames (one packet or a batch) delivered to relay clients",
                 stats.packets_sent,
             ),
             (
                 "coder_wsproxy_derp_packets_dropped",
-                "Packets dropped: recipient gone or its connection failed",
+                "Datagram frames dropped: recipient gone or its connection failed",
                 stats.packets_dropped,
             ),
         ];
