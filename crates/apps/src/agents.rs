@@ -118,7 +118,7 @@ impl AgentSlot {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            .filter(|cached| cached.connection.close_reason().is_none())
+            .filter(|cached| !cached.closed.load(std::sync::atomic::Ordering::Acquire))
             .cloned()
     }
 
@@ -146,6 +146,9 @@ impl AgentSlot {
 
 struct Cached {
     connection: Connection,
+    /// Set once the connection has closed. Every request asks, and asking the connection
+    /// itself takes the lock its QUIC driver holds while it works.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     _guard: Box<dyn Send + Sync>,
     follow: tokio::task::JoinHandle<()>,
 }
@@ -316,26 +319,38 @@ impl AgentConnector {
             .map_err(|err| AgentConnError::Connect(err.to_string()))?;
         // Address changes (a new relay, new public ports) reach the live tunnel; one the agent's
         // move stranded on its old relay is closed, so the next request dials afresh.
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let follow = tokio::spawn({
             let lookup = lookup.clone();
             let mut addresses = addresses.clone();
             let connection = connection.clone();
+            let closed = closed.clone();
             async move {
-                while addresses.changed().await.is_ok() {
-                    let current = addresses.borrow_and_update().clone();
-                    if let Some(Ok(address)) = current.map(|a| tunnel::address::from_wire(&a)) {
-                        lookup.set_endpoint_info(address.clone());
-                        if tunnel::rides_abandoned_relay(&connection, &address) {
-                            tracing::info!(%agent_id, "the agent left the relay the tunnel goes through; dialling again on the next request");
-                            connection.close(0u32.into(), b"the agent moved to another relay");
-                            return;
+                let follow = async {
+                    while addresses.changed().await.is_ok() {
+                        let current = addresses.borrow_and_update().clone();
+                        if let Some(Ok(address)) = current.map(|a| tunnel::address::from_wire(&a)) {
+                            lookup.set_endpoint_info(address.clone());
+                            if tunnel::rides_abandoned_relay(&connection, &address) {
+                                tracing::info!(%agent_id, "the agent left the relay the tunnel goes through; dialling again on the next request");
+                                connection.close(0u32.into(), b"the agent moved to another relay");
+                                return;
+                            }
                         }
                     }
+                    // The coordinator is gone (the server stops): the tunnel lives on as is.
+                    std::future::pending::<()>().await;
+                };
+                tokio::select! {
+                    () = follow => {}
+                    _ = connection.closed() => {}
                 }
+                closed.store(true, std::sync::atomic::Ordering::Release);
             }
         });
         let cached = Arc::new(Cached {
             connection,
+            closed,
             _guard: following.guard,
             follow,
         });
