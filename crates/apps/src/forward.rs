@@ -5,13 +5,18 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use url::Url;
 
 use crate::client::{AppClient, Upstream, describe};
 use crate::tokens;
+
+// Parsed once: every proxied request sets them.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Why a request did not reach the app: a status and a sentence for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +141,19 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Hop-by-hop headers describe one connection, not the message (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The sender may name more hop-by-hop headers in `Connection` (RFC 9110, 7.6.1).
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        // Where the request is going is not the previous hop's to take away.
+        .filter(|name| name != header::HOST)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
     for name in [
         header::CONNECTION,
         header::PROXY_AUTHENTICATE,
@@ -163,20 +181,21 @@ pub fn forwarded_headers(
     access_url: &Url,
     peer: Option<std::net::IpAddr>,
 ) {
+    // First, so that no header we set below can be named away in `Connection`.
+    strip_hop_by_hop(headers);
     // Appended to what a proxy in front of us already recorded.
     if let Some(peer) = peer {
         let chain = match headers
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|value| value.to_str().ok())
         {
             Some(earlier) => format!("{earlier}, {peer}"),
             None => peer.to_string(),
         };
         if let Ok(value) = HeaderValue::from_str(&chain) {
-            headers.insert("x-forwarded-for", value);
+            headers.insert(X_FORWARDED_FOR, value);
         }
     }
-    strip_hop_by_hop(headers);
     headers.remove(sdk::SESSION_TOKEN_HEADER);
     let cookies: Vec<String> = headers
         .get_all(header::COOKIE)
@@ -203,11 +222,11 @@ pub fn forwarded_headers(
             None => host.to_owned(),
         };
         if let Ok(value) = HeaderValue::from_str(&host) {
-            headers.insert("x-forwarded-host", value);
+            headers.insert(X_FORWARDED_HOST, value);
         }
     }
     if let Ok(value) = HeaderValue::from_str(access.scheme()) {
-        headers.insert("x-forwarded-proto", value);
+        headers.insert(X_FORWARDED_PROTO, value);
     }
 }
 
@@ -303,6 +322,40 @@ mod tests {
             headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("host", "app.example.com"),
+            ("connection", "keep-alive, X-Trace-Hop, host"),
+            ("connection", "x-forwarded-for"),
+            ("keep-alive", "timeout=5"),
+            ("x-trace-hop", "1"),
+            ("x-forwarded-for", "198.18.0.9"),
+            ("accept", "text/html"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        let access = url::Url::parse("https://coder.example.com").unwrap();
+        forwarded_headers(&mut headers, &access, Some([198, 18, 0, 1].into()));
+        let mut left: Vec<_> = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap()))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "accept: text/html",
+                "host: app.example.com",
+                // The chain the previous hop named away is gone; ours is set.
+                "x-forwarded-for: 198.18.0.1",
+                "x-forwarded-host: coder.example.com",
+                "x-forwarded-proto: https",
+            ]
+        );
     }
 
     #[test]
