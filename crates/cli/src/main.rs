@@ -11,6 +11,13 @@ mod systemd;
 
 use std::process::ExitCode;
 
+/// jemalloc instead of glibc's malloc. Every proxied request makes an 8 KiB read buffer in
+/// hyper, which glibc serves from its shared bins (consolidating its fast bins each time);
+/// jemalloc's per-thread caches cover that size. Measured on the app proxy: about a fifth less
+/// server CPU per request, the same tunnel throughput and idle memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match commands::parse(std::env::args_os()) {
         Ok(cli) => cli,
