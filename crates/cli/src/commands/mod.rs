@@ -202,19 +202,18 @@ impl Cli {
                 }
         )
     }
+
+    /// Whether the command runs until it is stopped (a server, a proxy, the agent) rather
+    /// than for one user's request.
+    pub(crate) fn stays_up(&self) -> bool {
+        self.serves() || matches!(self.command, Command::Agent(_))
+    }
 }
 
 /// Runs the parsed command.
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
+    let runs_a_server = cli.stays_up();
     let Cli { global, command } = cli;
-    let runs_a_server = matches!(
-        command,
-        Command::Server(_)
-            | Command::Agent(_)
-            | Command::Wsproxy {
-                command: wsproxy::WsproxyCommand::Server(_)
-            }
-    );
     if !runs_a_server {
         install_cli_logging(global.verbose);
     }
