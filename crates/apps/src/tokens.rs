@@ -17,11 +17,11 @@
 //! Tokens are `base64url(JSON claims).base64url(HMAC-SHA256(claims))` with a key kept in the
 //! database (so every replica, and a restarted server, accepts them).
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::hmac;
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
