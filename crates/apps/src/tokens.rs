@@ -191,8 +191,9 @@ impl Signer {
 /// Tokens whose signature held lately, so that a browser's burst of requests with one signed
 /// token pays for the HMAC, base64 and JSON once (that was a twentieth of the server's CPU per
 /// proxied request). Only what a signature vouched for gets in; whoever reads an entry still
-/// checks kind, scope and expiry. A few slots picked by the token's last byte (part of its
-/// MAC, so spread evenly), each holding one token: a miss only costs the full check.
+/// checks kind, scope and expiry. A few slots picked by the token's next-to-last character
+/// (six bits of its MAC, landing in every slot; the last one carries only four, reaching 11), each
+/// holding one token: a miss only costs the full check.
 #[derive(Default)]
 struct Recent {
     slots: [std::sync::Mutex<Option<Verified>>; 16],
@@ -203,8 +204,8 @@ type Verified = (Box<str>, Claims);
 
 impl Recent {
     fn slot(&self, token: &str) -> &std::sync::Mutex<Option<Verified>> {
-        let last = token.as_bytes().last().copied().unwrap_or_default();
-        &self.slots[usize::from(last) % self.slots.len()]
+        let picked = token.as_bytes().iter().rev().nth(1).copied();
+        &self.slots[usize::from(picked.unwrap_or_default()) % self.slots.len()]
     }
 
     fn get(&self, token: &str) -> Option<Claims> {
@@ -265,11 +266,11 @@ mod tests {
         );
         let tampered = token.replacen('e', "f", 1);
         assert_eq!(signer.verify(&tampered, Kind::App, host, 999), None);
-        // The real token is remembered by now; a forged MAC that lands in its slot (same last
-        // byte) must still be refused.
+        // The real token is remembered by now; a forged MAC that lands in its slot (the same
+        // last two characters) must still be refused.
         let mut forged = token.clone().into_bytes();
-        let second_last = forged.len() - 2;
-        forged[second_last] = if forged[second_last] == b'A' {
+        let third_last = forged.len() - 3;
+        forged[third_last] = if forged[third_last] == b'A' {
             b'B'
         } else {
             b'A'
