@@ -191,9 +191,9 @@ impl Signer {
 /// Tokens whose signature held lately, so that a browser's burst of requests with one signed
 /// token pays for the HMAC, base64 and JSON once (that was a twentieth of the server's CPU per
 /// proxied request). Only what a signature vouched for gets in; whoever reads an entry still
-/// checks kind, scope and expiry. A few slots picked by the token's next-to-last character
-/// (six bits of its MAC, landing in every slot; the last one carries only four, reaching 11), each
-/// holding one token: a miss only costs the full check.
+/// checks kind, scope and expiry. A few slots, each holding one token, picked by the token's
+/// next-to-last character: six bits of its MAC, which reach every slot (the last character
+/// carries only four and reached 11). A miss only costs the full check.
 #[derive(Default)]
 struct Recent {
     slots: [std::sync::Mutex<Option<Verified>>; 16],
