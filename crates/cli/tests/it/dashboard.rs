@@ -161,9 +161,6 @@ async fn the_dashboard_sets_up_creates_a_workspace_and_follows_the_chosen_proxy(
         assert!(size > 1000, "a screenshot of {page} at {}", shot.display());
     }
 
-    // The workspace the browser created is real: stop its agent with it.
-    coder.run(&["delete", "dev", "--yes"]);
-    if let Ok(pid) = std::fs::read_to_string(workspaces.join("admin/dev/agent.pid")) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
+    // The workspace the browser created is real: stop its agent and app with it.
+    crate::fixture::stop_workspace(&coder, &workspaces.join("admin/dev"));
 }

@@ -19,10 +19,40 @@ pub(crate) struct Workspace {
 
 impl Drop for Workspace {
     fn drop(&mut self) {
-        // The agent is a background process of the template: stop it with the workspace.
-        let _ = self.coder.run(&["delete", "dev", "--yes"]);
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("agent.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
+        stop_workspace(&self.coder, &self.dir);
+    }
+}
+
+/// Deletes workspace `dev` (of the local template, in `dir`) and stops what it left running:
+/// its agent, a background process of the template, and whatever the startup script detached
+/// (the tests' app servers), which is every process working inside the workspace's directory.
+/// A local workspace has no container to take them down with it.
+pub(crate) fn stop_workspace(coder: &Coder, dir: &Path) {
+    let _ = coder.run(&["delete", "dev", "--yes"]);
+    if let Ok(pid) = std::fs::read_to_string(dir.join("agent.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        // The delete removed the directory: the kernel marks such a path " (deleted)".
+        let cwd = cwd.to_string_lossy();
+        if Path::new(cwd.trim_end_matches(" (deleted)")).starts_with(dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
 }

@@ -80,10 +80,7 @@ struct Nat {
 
 impl Drop for Nat {
     fn drop(&mut self) {
-        let _ = self.user.run(&["delete", "dev", "--yes"]);
-        if let Ok(pid) = std::fs::read_to_string(self.agent_dir.join("agent.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
+        crate::fixture::stop_workspace(&self.user, &self.agent_dir);
         self.server.take();
     }
 }
