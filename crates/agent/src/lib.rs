@@ -1,7 +1,8 @@
 //! `coder agent`: the workspace agent. It authenticates with its build's token, fetches its
 //! manifest, reports its lifecycle, runs the startup script (its output streamed to the
 //! server), sends heartbeats, and on shutdown runs the shutdown script and reports `off`.
-//! Server outages are retried with backoff; the agent never gives up while it is running.
+//! Server outages are retried with backoff; the agent never gives up while it is running, but
+//! once told to stop it waits for the server only a few seconds per report.
 //!
 //! It reaches the server only through the API (`sdk::client::Client`) and serves users over
 //! tunnels (`connections`): SSH (`ssh`, `process`, `sftp`), TCP and UDP forwarding, speed
@@ -29,6 +30,11 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// milliseconds to a few seconds.
 const PATH_SETTLE: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a lifecycle state is retried while the agent starts: a server restart fits.
+const STARTING_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a lifecycle state is retried once the agent was told to stop: whoever sent SIGTERM
+/// (systemd, Kubernetes: 30 s) kills it soon, and the shutdown script must have run by then.
+const STOPPING_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What the agent needs.
 #[derive(Clone, Debug)]
@@ -70,7 +76,12 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
         heartbeats.clone(),
     ));
 
-    report(&client, WorkspaceAgentLifecycle::Starting).await;
+    report(
+        &client,
+        WorkspaceAgentLifecycle::Starting,
+        STARTING_PATIENCE,
+    )
+    .await;
     let started = if manifest.startup_script.trim().is_empty() {
         Some(true)
     } else {
@@ -82,21 +93,38 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
         }
     };
     match started {
-        Some(true) => report(&client, WorkspaceAgentLifecycle::Ready).await,
-        Some(false) => report(&client, WorkspaceAgentLifecycle::StartError).await,
+        Some(true) => report(&client, WorkspaceAgentLifecycle::Ready, STARTING_PATIENCE).await,
+        Some(false) => {
+            report(
+                &client,
+                WorkspaceAgentLifecycle::StartError,
+                STARTING_PATIENCE,
+            )
+            .await;
+        }
         None => {}
     }
     shutdown.cancelled().await;
 
-    report(&client, WorkspaceAgentLifecycle::ShuttingDown).await;
-    let stopped = manifest.shutdown_script.trim().is_empty()
-        || scripts::run(
+    // The script does not wait for the server to hear that we stop: it may be gone.
+    let script = async {
+        manifest.shutdown_script.trim().is_empty()
+            || scripts::run(
+                &client,
+                &manifest,
+                "shutdown_script",
+                &manifest.shutdown_script,
+            )
+            .await
+    };
+    let ((), stopped) = tokio::join!(
+        report(
             &client,
-            &manifest,
-            "shutdown_script",
-            &manifest.shutdown_script,
-        )
-        .await;
+            WorkspaceAgentLifecycle::ShuttingDown,
+            STOPPING_PATIENCE
+        ),
+        script
+    );
     report(
         &client,
         if stopped {
@@ -104,6 +132,7 @@ pub async fn run(config: Config, client: Client, shutdown: CancellationToken) {
         } else {
             WorkspaceAgentLifecycle::ShutdownError
         },
+        STOPPING_PATIENCE,
     )
     .await;
     heartbeats.cancel();
@@ -165,20 +194,43 @@ async fn heartbeat(
     }
 }
 
-/// Reports a lifecycle state, retrying with backoff for up to about a minute.
-async fn report(client: &Client, state: WorkspaceAgentLifecycle) {
+/// Reports a lifecycle state, retrying with backoff for up to `patience` while the server
+/// cannot be reached or fails. A refusal (a 4xx answer, such as a build that is no longer
+/// current) is final: asking again gets the same answer.
+async fn report(client: &Client, state: WorkspaceAgentLifecycle, patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
     let mut backoff = Duration::from_millis(100);
-    for _ in 0..10 {
-        match client
-            .agent_report_lifecycle(&UpdateLifecycleRequest { state })
-            .await
-        {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(state = state.name(), error = %err, "reporting the lifecycle failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+    loop {
+        let request = UpdateLifecycleRequest { state };
+        let attempt = tokio::time::timeout_at(deadline, client.agent_report_lifecycle(&request));
+        let err = match attempt.await {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err,
+            Err(_) => {
+                tracing::warn!(
+                    state = state.name(),
+                    "the server did not take the lifecycle report in time; going on"
+                );
+                return;
             }
+        };
+        let refused = matches!(
+            err,
+            ClientError::Api {
+                status: 400..=499,
+                ..
+            }
+        ) && !matches!(err, ClientError::Api { status: 429, .. });
+        if refused {
+            tracing::warn!(state = state.name(), error = %err, "the server refused the lifecycle report");
+            return;
         }
+        tracing::warn!(state = state.name(), error = %err, "reporting the lifecycle failed; retrying");
+        if tokio::time::Instant::now() + backoff >= deadline {
+            tracing::warn!(state = state.name(), "giving up on the lifecycle report");
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

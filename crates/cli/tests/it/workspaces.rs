@@ -595,6 +595,35 @@ async fn the_agent_connects_runs_its_startup_script_and_reports_its_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_the_agent_runs_its_shutdown_script_even_with_the_server_gone() {
+    let mut ws = crate::fixture::workspace_from(coder(), &[], |template| {
+        crate::fixture::with_startup(
+            template,
+            "    startup_script = \"echo ready\"\n    shutdown_script = \"echo saved > stopped.txt\"",
+        )
+    })
+    .await;
+    let pid = agent_pid(&ws.dir).expect("the template records its agent's pid");
+    // The server is gone at once, as when a whole node goes down; only the agent is told.
+    ws._server.stop(Signal::SIGKILL);
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let stopped = crate::fixture::home(&ws).join("stopped.txt");
+    // Well inside the 30 s that Kubernetes and systemd give before SIGKILL.
+    eventually(Duration::from_secs(5), "the shutdown script to run", || {
+        let saved = std::fs::read_to_string(&stopped).unwrap_or_default();
+        async move { (saved == "saved\n").then_some(()) }
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the agent to exit", || {
+        let exited = !is_running(pid);
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let log = std::fs::read_to_string(ws.dir.join("agent.log")).unwrap();
+    assert!(log.contains("agent stopped"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_comes_back_after_the_server_restarts() {
     let address = fixed_address();
     let Setup {
