@@ -13,6 +13,7 @@ mod apps;
 mod connections;
 mod ports;
 mod process;
+mod pty_output;
 mod scripts;
 mod sftp;
 mod ssh;

@@ -1,6 +1,7 @@
 //! Running a session's shell or command, with or without a PTY, wired to an SSH channel.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -12,6 +13,7 @@ use russh::server::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::pty_output;
 use crate::ssh::{ssh_signal, unix_signal};
 
 /// Where and as whom sessions run.
@@ -147,8 +149,9 @@ async fn run_with_pty(
         .map_err(std::io::Error::other)?;
     // The shell leads its own session, so its pid is its process group.
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    let (output, mut input) = pty.into_split();
-    let mut copying = tokio::spawn(copy_output(output, write.make_writer()));
+    let output = pty_output::Output::start(pty.as_fd().try_clone_to_owned()?)?;
+    let (_, mut input) = pty.into_split();
+    let mut copying = tokio::spawn(output.copy_to(write.make_writer()));
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
@@ -243,7 +246,6 @@ async fn copy_output(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
 ) -> std::io::Result<u64> {
-    // A PTY reports EIO once the last process holding it exits: that is its end of file.
     let copied = tunnel::pipe::copy(&mut from, &mut to).await;
     let _ = to.flush().await;
     copied

@@ -10,14 +10,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsFd;
+
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tunnel::proto::{self, TerminalFrame};
 use tunnel::{RecvStream, SendStream};
 use uuid::Uuid;
 
 use crate::process::Environment;
+use crate::pty_output;
 
 /// How much recent output a reconnect replays.
 const REPLAY_BYTES: usize = 64 * 1024;
@@ -36,8 +38,6 @@ pub(crate) struct Terminals {
 /// How many chunks of output may wait for an attached stream before the PTY is no longer read:
 /// a slow viewer slows the program down, as a real terminal does, and loses nothing.
 const QUEUED_CHUNKS: usize = 16;
-/// The most output read from the PTY in one go (more is read while it is ready).
-const CHUNK_BYTES: usize = 64 * 1024;
 
 struct Session {
     input: tokio::sync::Mutex<pty_process::OwnedWritePty>,
@@ -153,7 +153,8 @@ impl Terminals {
             .current_dir(&self.environment.directory)
             .kill_on_drop(true)
             .spawn(pts)?;
-        let (mut reader, writer) = pty.into_split();
+        let from_pty = pty_output::Output::start(pty.as_fd().try_clone_to_owned()?)?;
+        let (_, writer) = pty.into_split();
         let session = Arc::new(Session {
             input: tokio::sync::Mutex::new(writer),
             output: Mutex::new(Output {
@@ -170,24 +171,14 @@ impl Terminals {
             let session = session.clone();
             let sessions = self.sessions.clone();
             async move {
-                let mut buffer = vec![0u8; CHUNK_BYTES];
                 loop {
-                    let mut filled = tokio::select! {
-                        read = reader.read(&mut buffer) => match read {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
+                    let chunk: Arc<[u8]> = tokio::select! {
+                        bytes = from_pty.next() => match bytes {
+                            Some(bytes) => bytes.into(),
+                            None => break,
                         },
                         () = session.ended.cancelled() => break,
                     };
-                    // A PTY hands out a few KiB per read: take what else is ready, so that a
-                    // fast program costs one message per 64 KiB rather than per read.
-                    while filled < buffer.len() {
-                        match reader.read(&mut buffer[filled..]).now_or_never() {
-                            Some(Ok(n)) if n > 0 => filled += n,
-                            _ => break,
-                        }
-                    }
-                    let chunk: Arc<[u8]> = buffer[..filled].into();
                     let queues = {
                         let mut output = lock(&session.output);
                         output.attached.retain(|queue| !queue.is_closed());
