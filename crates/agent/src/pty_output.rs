@@ -18,6 +18,8 @@ use tokio::sync::Notify;
 /// How much unsent output the thread holds before it stops reading: the program then waits,
 /// as it would for a slow terminal.
 const HELD_BYTES: usize = 64 * 1024;
+/// A read's buffer: a PTY hands out at most 4 KiB per read.
+const READ_BYTES: usize = 8 * 1024;
 
 /// The receiving end of a PTY's output.
 pub(crate) struct Output {
@@ -52,7 +54,9 @@ impl Output {
             filled: Notify::new(),
             drained: Condvar::new(),
         });
-        let (stop_watch, stop) = nix::unistd::pipe()?;
+        // Close-on-exec: a copy of `stop` in a program started meanwhile would keep the
+        // thread waiting after the receiver went away.
+        let (stop_watch, stop) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         std::thread::Builder::new()
             .name("pty-output".into())
             .spawn({
@@ -116,7 +120,7 @@ impl Shared {
 /// Reads until the PTY ends (EOF or EIO once its terminal side is closed by every process) or
 /// the receiver goes away (`stop_watch` readable: its other end was dropped).
 fn read(shared: &Shared, mut pty: File, stop_watch: &OwnedFd) {
-    let mut buffer = vec![0u8; HELD_BYTES];
+    let mut buffer = vec![0u8; READ_BYTES];
     loop {
         match pty.read(&mut buffer) {
             Ok(0) => return,
@@ -195,7 +199,7 @@ mod tests {
         let (output, mut child) = pty_running("head -c 1000000 /dev/zero | tr '\\0' x");
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(
-            output.shared.lock().bytes.len() < 2 * HELD_BYTES,
+            output.shared.lock().bytes.len() <= HELD_BYTES + READ_BYTES,
             "the thread holds at most what it may"
         );
         assert!(child.try_wait().unwrap().is_none(), "the writer waits");
@@ -205,6 +209,16 @@ mod tests {
             received += bytes.len();
         }
         assert_eq!(received, 1_000_000);
+        child.wait().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn programs_started_later_do_not_inherit_the_stop_pipe() {
+        let (output, mut child) = pty_running("true");
+        let flags = nix::fcntl::fcntl(&output._stop, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(
+            nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+        );
         child.wait().await.unwrap();
     }
 
