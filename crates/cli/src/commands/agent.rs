@@ -9,6 +9,8 @@ use sdk::Secret;
 use sdk::client::Client;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::output;
 use crate::session;
@@ -43,6 +45,8 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        .finish()
+        .with(super::without_per_packet_spans())
         .try_init();
     let url = session::parse_deployment_url(&args.url).context("reading CODER_AGENT_URL")?;
     let client =

@@ -57,6 +57,7 @@ pub(crate) fn install(human: &str, json: &str, filter: Option<&str>, verbose: bo
         .with(filter)
         .with(human)
         .with(json)
+        .with(crate::commands::without_per_packet_spans())
         .try_init();
     Ok(())
 }
