@@ -77,8 +77,6 @@ impl Output {
     /// and everything was taken.
     pub(crate) async fn next(&self) -> Option<Vec<u8>> {
         loop {
-            // Registered before the check, so a notification in between is not lost.
-            let filled = self.shared.filled.notified();
             {
                 let mut state = self.shared.lock();
                 if !state.bytes.is_empty() {
@@ -91,7 +89,8 @@ impl Output {
                     return None;
                 }
             }
-            filled.await;
+            // A notification sent between the check and here is kept as a permit.
+            self.shared.filled.notified().await;
         }
     }
 
