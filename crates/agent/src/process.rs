@@ -1,7 +1,6 @@
 //! Running a session's shell or command, with or without a PTY, wired to an SSH channel.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -149,7 +148,7 @@ async fn run_with_pty(
         .map_err(std::io::Error::other)?;
     // The shell leads its own session, so its pid is its process group.
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    let output = pty_output::Output::start(pty.as_fd().try_clone_to_owned()?)?;
+    let output = pty_output::Output::start(&pty)?;
     let (_, mut input) = pty.into_split();
     let mut copying = tokio::spawn(output.copy_to(write.make_writer()));
     let status = loop {

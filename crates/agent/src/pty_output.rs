@@ -46,9 +46,11 @@ struct State {
 }
 
 impl Output {
-    /// Starts reading `pty` (a non-blocking descriptor of the PTY's controlling side) on a new
-    /// thread.
-    pub(crate) fn start(pty: OwnedFd) -> std::io::Result<Self> {
+    /// Starts reading `pty`'s output on a new thread, through a descriptor of its own (so the
+    /// caller keeps `pty` for input and resizes). pty-process opens it non-blocking, which
+    /// lets the thread also watch for its receiver going away.
+    pub(crate) fn start(pty: &pty_process::Pty) -> std::io::Result<Self> {
+        let pty = pty.as_fd().try_clone_to_owned()?;
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             filled: Notify::new(),
@@ -174,8 +176,7 @@ mod tests {
             .args(["-c", command])
             .spawn(pts)
             .unwrap();
-        let fd = pty.as_fd().try_clone_to_owned().unwrap();
-        let output = Output::start(fd).unwrap();
+        let output = Output::start(&pty).unwrap();
         // The thread holds its own descriptor.
         drop(pty);
         (output, child)

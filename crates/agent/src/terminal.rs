@@ -10,8 +10,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use std::os::fd::AsFd;
-
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tunnel::proto::{self, TerminalFrame};
@@ -153,7 +151,7 @@ impl Terminals {
             .current_dir(&self.environment.directory)
             .kill_on_drop(true)
             .spawn(pts)?;
-        let from_pty = pty_output::Output::start(pty.as_fd().try_clone_to_owned()?)?;
+        let from_pty = pty_output::Output::start(&pty)?;
         let (_, writer) = pty.into_split();
         let session = Arc::new(Session {
             input: tokio::sync::Mutex::new(writer),
