@@ -13,8 +13,23 @@ fn workspace_root() -> PathBuf {
     crate::manifest_dir().ancestors().nth(2).unwrap().to_owned()
 }
 
+/// A workspace crate: its directory and its normal (non-dev) dependencies on other workspace
+/// crates.
+struct Package {
+    dir: PathBuf,
+    deps: Vec<String>,
+}
+
 /// Each workspace crate's normal (non-dev) dependencies on other workspace crates.
 fn workspace_edges() -> BTreeMap<String, Vec<String>> {
+    workspace_packages()
+        .into_iter()
+        .map(|(name, package)| (name, package.deps))
+        .collect()
+}
+
+/// Every workspace crate by name (those under `crates/`, and `bench/cipher`).
+fn workspace_packages() -> BTreeMap<String, Package> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = std::process::Command::new(cargo)
         .args([
@@ -50,7 +65,12 @@ fn workspace_edges() -> BTreeMap<String, Vec<String>> {
                 .filter(|name| names.contains(name))
                 .map(str::to_owned)
                 .collect();
-            (package["name"].as_str().unwrap().to_owned(), deps)
+            let manifest = Path::new(package["manifest_path"].as_str().unwrap());
+            let dir = manifest.parent().unwrap().to_owned();
+            (
+                package["name"].as_str().unwrap().to_owned(),
+                Package { dir, deps },
+            )
         })
         .collect()
 }
@@ -66,12 +86,9 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-fn crate_sources(name: &str) -> Vec<(PathBuf, String)> {
+fn crate_sources(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    rust_files(
-        &workspace_root().join("crates").join(name).join("src"),
-        &mut files,
-    );
+    rust_files(&dir.join("src"), &mut files);
     files
         .into_iter()
         .map(|path| {
@@ -121,10 +138,10 @@ fn dependencies_point_down() {
 
 #[test]
 fn sql_lives_only_in_store_and_argv_only_in_cli() {
-    let edges = workspace_edges();
+    let packages = workspace_packages();
     let mut problems = Vec::new();
-    for krate in edges.keys() {
-        for (path, text) in crate_sources(krate) {
+    for (krate, package) in &packages {
+        for (path, text) in crate_sources(&package.dir) {
             let shown = path
                 .strip_prefix(workspace_root())
                 .unwrap()
@@ -144,20 +161,16 @@ fn sql_lives_only_in_store_and_argv_only_in_cli() {
             }
         }
     }
-    let clap_users: Vec<&String> = edges
-        .keys()
-        .filter(|krate| *krate != "cli")
-        .filter(|krate| {
-            std::fs::read_to_string(
-                workspace_root()
-                    .join("crates")
-                    .join(krate)
-                    .join("Cargo.toml"),
-            )
-            .unwrap()
-            .lines()
-            .any(|line| line.starts_with("clap"))
+    let clap_users: Vec<&String> = packages
+        .iter()
+        .filter(|(krate, _)| *krate != "cli")
+        .filter(|(_, package)| {
+            std::fs::read_to_string(package.dir.join("Cargo.toml"))
+                .unwrap()
+                .lines()
+                .any(|line| line.starts_with("clap"))
         })
+        .map(|(krate, _)| krate)
         .collect();
     if !clap_users.is_empty() {
         problems.push(format!("library crates depend on clap: {clap_users:?}"));
@@ -167,23 +180,23 @@ fn sql_lives_only_in_store_and_argv_only_in_cli() {
 
 #[test]
 fn every_crate_states_its_job() {
-    for krate in workspace_edges().keys() {
-        let root = if krate == "cli" { "main.rs" } else { "lib.rs" };
-        let text = std::fs::read_to_string(
-            workspace_root()
-                .join("crates")
-                .join(krate)
-                .join("src")
-                .join(root),
-        )
-        .unwrap();
+    for (krate, package) in workspace_packages() {
+        // A library's root, or a program's (the binary, `bench/cipher`).
+        let lib = package.dir.join("src").join("lib.rs");
+        let root = if lib.exists() {
+            lib
+        } else {
+            package.dir.join("src").join("main.rs")
+        };
+        let text = std::fs::read_to_string(&root).unwrap();
         let doc: Vec<&str> = text
             .lines()
             .take_while(|line| line.starts_with("//!"))
             .collect();
         assert!(
             doc.len() >= 2,
-            "{krate}/src/{root} needs a //! paragraph stating its job"
+            "{krate}: {} needs a //! paragraph stating its job",
+            root.display()
         );
     }
 }
