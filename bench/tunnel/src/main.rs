@@ -2,9 +2,9 @@
 //! product sets them up (`tunnel::bind`, direct over loopback UDP), in one process, one stream,
 //! the sender writing from memory and the receiver counting, with no TCP socket at either end.
 //!
-//! `bench/run` prints it beside the direct tunnel's rows. Through `coder port-forward` and
-//! iperf3 the same tunnel also carries two TCP legs and shares the cores with two more
-//! processes, so this is as fast as any of those rows could go.
+//! `bench/run` prints it beside the direct tunnel's rows. `coder port-forward` with iperf3 adds
+//! two TCP legs and two more processes to this work; `coder speedtest` does the same work in
+//! two processes and lands about here.
 //!
 //! It takes no arguments (only the `coder` binary reads argv): three seconds, 64 KiB writes.
 
@@ -78,9 +78,11 @@ fn transfer(sending: Duration) -> Result<(f64, u64, u64), BoxError> {
             _ => "the receiving end stopped".into(),
         });
     };
-    let sent = runtime()?.block_on(send(address, sending));
+    // A sender that failed can leave the receiver waiting for a connection that never comes:
+    // its error is the answer, without joining.
+    let sent = runtime()?.block_on(send(address, sending))?;
     sink.join().map_err(|_| "the receiving end panicked")??;
-    sent
+    Ok(sent)
 }
 
 /// The receiving end: hands out its address, counts one stream's bytes and answers with the

@@ -28,7 +28,7 @@ fn workspace_edges() -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-/// Every workspace crate by name (those under `crates/`, and `bench/cipher`).
+/// Every workspace member by name, wherever its directory (`crates/*`, the bench tools).
 fn workspace_packages() -> BTreeMap<String, Package> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = std::process::Command::new(cargo)
@@ -181,7 +181,7 @@ fn sql_lives_only_in_store_and_argv_only_in_cli() {
 #[test]
 fn every_crate_states_its_job() {
     for (krate, package) in workspace_packages() {
-        // A library's root, or a program's (the binary, `bench/cipher`).
+        // A library's root, or a program's (the binary, the bench tools).
         let lib = package.dir.join("src").join("lib.rs");
         let root = if lib.exists() {
             lib
